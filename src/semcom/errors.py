@@ -1,0 +1,25 @@
+"""The exceptions semcom raises on purpose.
+
+Every problem with *untrusted input* (a message, an uploaded image, a checkpoint, a
+command-line argument) is reported through one of these types, never a raw
+``IndexError`` / ``struct.error`` / ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+
+class SemcomError(Exception):
+    """Base class of every error semcom raises on purpose."""
+
+
+class BitstreamError(SemcomError, ValueError):
+    """A message (bytes) is malformed, truncated, corrupted or inconsistent.
+
+    Raised by every parser of untrusted bytes: the message container, entropy-coded
+    sections, scheme payloads and checkpoints. The message says what was wrong and
+    where (byte offset), in one line.
+    """
+
+
+class InputError(SemcomError, ValueError):
+    """A caller-supplied argument is invalid (unknown scheme, rate out of range, bad image)."""
