@@ -1,0 +1,242 @@
+"""The ``semcom`` command line.
+
+Every command reports bad input (missing file, not an image, unknown scheme, rate out of
+range, corrupted message) as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+try:  # typer >= 0.2x vendors click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import exceptions as _cx
+
+from semcom.errors import SemcomError
+
+app = typer.Typer(
+    name="semcom",
+    help="Task-oriented image communication: real messages, real channels, task quality vs bytes.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_DEMO_CHANNELS = "ideal,bsc:1e-4"
+
+
+def _split(csv: str) -> list[str]:
+    return [s.strip() for s in csv.split(",") if s.strip()]
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder the report is written to.")] = Path(
+        "semcom-report"
+    ),
+    n_images: Annotated[
+        int, typer.Option(help="Synthetic test images per point.", min=1, max=100_000)
+    ] = 256,
+    channels: Annotated[
+        str, typer.Option(help="Comma-separated channel specs (see `semcom channels`).")
+    ] = DEFAULT_DEMO_CHANNELS,
+    seed: Annotated[int, typer.Option(help="Seed of the channels.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """The main job: every available scheme and the classical baselines on the synthetic
+    world over an ideal and a noisy channel; writes the report and prints a summary."""
+    from semcom.experiments.demo import run_demo
+
+    run_demo(out, n_images=n_images, channels=_split(channels), seed=seed, progress=progress)
+
+
+@app.command()
+def send(
+    image: Annotated[Path, typer.Argument(help="Image file to transmit (any format Pillow reads).")],
+    scheme: Annotated[str, typer.Option(help="Scheme name (see `semcom schemes`).")] = "jpeg",
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Rate setting; for codecs the message size in bytes. Default: the "
+                     "scheme's middle default rate."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Message file to write.")] = Path(
+        "msg.smc"
+    ),
+) -> None:
+    """Transmitter: turn IMAGE into a message file (.smc) and print its size."""
+    from semcom.imageio import load_image
+    from semcom.schemes import create_scheme
+
+    sch = create_scheme(scheme)
+    if rate is None:
+        rate = sch.default_rates[len(sch.default_rates) // 2]
+    rate = sch.validate_rate(rate)
+    img = load_image(image)
+    msg = sch.compress(img, rate)
+    output.write_bytes(msg)
+    h, w = img.shape[-2:]
+    typer.echo(f"{output}: {len(msg)} bytes ({len(msg) * 8 / (h * w):.3f} bpp), scheme {scheme}, "
+               f"rate {sch.rate_label(rate)}, image {w}x{h}")
+
+
+@app.command()
+def receive(
+    message: Annotated[Path, typer.Argument(help="Message file (.smc) to decode.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the reconstruction here (PNG).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the task result as JSON.")] = False,
+) -> None:
+    """Receiver: decode a message and print the task result (class, segmentation summary)."""
+    from semcom.experiments.receiver import receive_file
+
+    result = receive_file(message, output)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def inspect(
+    message: Annotated[Path, typer.Argument(help="Message file (.smc) to describe.")],
+) -> None:
+    """Print a message's container: scheme, header fields, sections, CRC status."""
+    from semcom.codec.container import unpack
+    from semcom.errors import InputError
+
+    if not message.is_file():
+        raise InputError(f"no such file: {message}")
+    msg = unpack(message.read_bytes())
+    typer.echo(msg.describe())
+
+
+@app.command()
+def schemes() -> None:
+    """List the registered schemes with their default rate settings."""
+    from semcom.schemes import create_scheme, list_schemes
+
+    for name in list_schemes():
+        s = create_scheme(name)
+        rates = ", ".join(s.rate_label(r) for r in s.default_rates)
+        typer.echo(f"{name:10s} task={s.task:12s} rates: {rates}")
+
+
+@app.command()
+def channels() -> None:
+    """Explain the channel specs that --channels accepts."""
+    from semcom.channel import spec
+
+    typer.echo((spec.__doc__ or "").strip())
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def train(ctx: typer.Context) -> None:
+    """Train a task model (see `semcom train --help-train` for its options)."""
+    from semcom.train import main as train_main
+
+    args = list(ctx.args)
+    if "--help-train" in args:
+        args = ["--help"]
+    train_main(args)
+
+
+@app.command()
+def bench(
+    schemes_: Annotated[
+        str, typer.Option("--schemes", help="Comma-separated schemes.")
+    ] = "jpeg,webp,avif,raw",
+    channels_: Annotated[str, typer.Option("--channels", help="Comma-separated channel specs.")] = (
+        "ideal,bsc:1e-4,erasure:0.05"
+    ),
+    rates: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated rate settings applied to every scheme "
+                     "(default: each scheme's defaults)."),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="synthetic | imagefolder | tiny-imagenet | camvid")
+    ] = "synthetic",
+    data_root: Annotated[
+        Path | None, typer.Option(help="Root folder of a real dataset.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Dataset split to evaluate on.")] = "test",
+    n_images: Annotated[int, typer.Option(help="Images per point.", min=1)] = 256,
+    size: Annotated[int, typer.Option(help="Image side (images are resized to it).", min=8)] = 64,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(help="Classifier checkpoint judging the receiver's output "
+                     "(default: the zoo's shape-classifier on synthetic data)."),
+    ] = None,
+    segmenter: Annotated[
+        Path | None,
+        typer.Option(help="Segmenter checkpoint (default: the zoo's shape-segmenter on "
+                     "synthetic data)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the channels.")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path(
+        "semcom-report"
+    ),
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """The sweep: schemes x rates x channels on a dataset; writes results and the report."""
+    from semcom.experiments.demo import run_bench
+
+    run_bench(
+        schemes=_split(schemes_),
+        channels=_split(channels_),
+        rates=[float(r) for r in _split(rates)] if rates else None,
+        dataset=dataset,
+        data_root=data_root,
+        split=split,
+        n_images=n_images,
+        size=size,
+        classifier=classifier,
+        segmenter=segmenter,
+        seed=seed,
+        out=out,
+        progress=progress,
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="semcom", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except _cx.NoArgsIsHelpError as e:
+        print(e.ctx.get_help() if e.ctx is not None else "semcom --help")
+        return 0
+    except typer.Abort:
+        print("semcom: aborted", file=sys.stderr)
+        return 130
+    except _cx.ClickException as e:  # usage errors: bad option, missing argument
+        print(f"semcom: error: {_one_line(e.format_message())}", file=sys.stderr)
+        return 2
+    except SemcomError as e:
+        print(f"semcom: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"semcom: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semcom: interrupted", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Experiments: the sweep (schemes x rates x channels) and the report."""

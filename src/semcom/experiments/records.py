@@ -1,0 +1,262 @@
+"""The result record: one ``PointRecord`` per sweep point (scheme x rate x channel).
+
+A record is what the sweep measures and what the report reads. ``to_dict()`` gives a
+JSON-able dict; ``from_dict()`` validates untrusted input (a ``results.json`` written by
+another version, edited by hand, ...) and raises :class:`~semcom.errors.InputError`
+naming the offending field.
+
+Non-finite floats (NaN, +-inf) are not valid JSON: :func:`to_json_safe` writes them as
+``null`` and ``from_dict`` reads ``null`` metrics/timings back as NaN.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semcom.errors import InputError
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "METRIC_ORDER",
+    "PointRecord",
+    "current_git_commit",
+    "higher_is_better",
+    "metric_sort_key",
+    "now_iso",
+    "to_json_safe",
+]
+
+#: Metric name prefixes for which a *smaller* value is better (``featdist[...]``, ...).
+LOWER_IS_BETTER: tuple[str, ...] = ("featdist", "lpips", "bpp")
+
+#: Canonical display order of the well-known metrics; others follow alphabetically.
+METRIC_ORDER: tuple[str, ...] = ("accuracy", "miou", "pixel_accuracy", "psnr", "ssim")
+
+
+def higher_is_better(metric: str) -> bool:
+    """True unless ``metric`` starts with one of :data:`LOWER_IS_BETTER`."""
+    return not any(metric.startswith(prefix) for prefix in LOWER_IS_BETTER)
+
+
+def metric_sort_key(metric: str) -> tuple[int, str]:
+    """Sort key putting :data:`METRIC_ORDER` first, then the rest alphabetically."""
+    if metric in METRIC_ORDER:
+        return (METRIC_ORDER.index(metric), "")
+    return (len(METRIC_ORDER), metric)
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO-8601 string with seconds precision."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def current_git_commit(path: str | Path | None = None) -> str | None:
+    """Short hash of the git commit checked out at ``path`` (default: this package), or None."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def to_json_safe(value: Any) -> Any:
+    """Copy of ``value`` with non-finite floats replaced by None (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _str(d: Mapping[str, Any], key: str, *, allow_empty: bool = False) -> str:
+    value = d[key]
+    if not isinstance(value, str) or (not allow_empty and not value):
+        raise InputError(f"record field {key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _int(d: Mapping[str, Any], key: str, *, minimum: int | None = None) -> int:
+    value = d[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputError(f"record field {key!r} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"record field {key!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(d: Mapping[str, Any], key: str, *, lo: float = 0.0, hi: float = math.inf) -> float:
+    value = d[key]
+    if not _is_number(value):
+        raise InputError(f"record field {key!r} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise InputError(f"record field {key!r} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def _json_dict(d: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = d[key]
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InputError(f"record field {key!r} must be an object with string keys")
+    try:
+        json.dumps(to_json_safe(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"record field {key!r} is not JSON-serialisable: {exc}") from None
+    return dict(value)
+
+
+def _number_dict(d: Mapping[str, Any], key: str) -> dict[str, float]:
+    value = d[key]
+    if not isinstance(value, Mapping):
+        raise InputError(f"record field {key!r} must be an object of numbers")
+    out: dict[str, float] = {}
+    for name, number in value.items():
+        if not isinstance(name, str) or not name:
+            raise InputError(f"record field {key!r} has an invalid key {name!r}")
+        if number is None:
+            out[name] = math.nan
+        elif _is_number(number):
+            out[name] = float(number)
+        else:
+            raise InputError(f"record field {key}.{name} must be a number, got {number!r}")
+    return out
+
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass
+class PointRecord:
+    """Everything measured at one sweep point (one scheme, one rate setting, one channel).
+
+    ``mean_bytes`` is the mean size of the whole message container (header included);
+    ``mean_channel_bytes`` what the channel carried (packet headers / FEC included);
+    ``failure_rate`` the fraction of messages the receiver could not decode.
+    """
+
+    scheme: str
+    settings: dict[str, Any]
+    rate_label: str
+    channel: str
+    channel_config: dict[str, Any]
+    dataset: str
+    split: str
+    n_images: int
+    seed: int
+    mean_bytes: float
+    mean_channel_bytes: float
+    bpp: float
+    metrics: dict[str, float]
+    failure_rate: float
+    timing: dict[str, float] = field(default_factory=dict)
+    version: str = ""
+    git_commit: str | None = None
+    created: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    REQUIRED = (
+        "scheme", "settings", "rate_label", "channel", "channel_config", "dataset", "split",
+        "n_images", "seed", "mean_bytes", "mean_channel_bytes", "bpp", "metrics",
+        "failure_rate", "timing", "version", "git_commit", "created",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            from semcom import __version__
+
+            self.version = __version__
+        if not self.created:
+            self.created = now_iso()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict in the documented field order (``extra`` only when non-empty)."""
+        out: dict[str, Any] = {
+            "scheme": self.scheme,
+            "settings": dict(self.settings),
+            "rate_label": self.rate_label,
+            "channel": self.channel,
+            "channel_config": dict(self.channel_config),
+            "dataset": self.dataset,
+            "split": self.split,
+            "n_images": self.n_images,
+            "seed": self.seed,
+            "mean_bytes": self.mean_bytes,
+            "mean_channel_bytes": self.mean_channel_bytes,
+            "bpp": self.bpp,
+            "metrics": dict(self.metrics),
+            "failure_rate": self.failure_rate,
+            "timing": dict(self.timing),
+            "version": self.version,
+            "git_commit": self.git_commit,
+            "created": self.created,
+        }
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PointRecord:
+        """Validate ``data`` (e.g. parsed JSON) and build a record; InputError if malformed."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"a record must be a JSON object, got {type(data).__name__}")
+        missing = [k for k in cls.REQUIRED if k not in data]
+        if missing:
+            raise InputError(f"record is missing field(s): {', '.join(missing)}")
+        unknown = sorted(str(k) for k in data if k not in cls.REQUIRED and k != "extra")
+        if unknown:
+            raise InputError(f"record has unknown field(s): {', '.join(unknown)}")
+        commit = data["git_commit"]
+        if commit is not None and not isinstance(commit, str):
+            raise InputError(f"record field 'git_commit' must be a string or null, got {commit!r}")
+        created = _str(data, "created")
+        try:
+            _dt.datetime.fromisoformat(created)
+        except ValueError:
+            msg = f"record field 'created' is not an ISO timestamp: {created!r}"
+            raise InputError(msg) from None
+        return cls(
+            scheme=_str(data, "scheme"),
+            settings=_json_dict(data, "settings"),
+            rate_label=_str(data, "rate_label", allow_empty=True),
+            channel=_str(data, "channel"),
+            channel_config=_json_dict(data, "channel_config"),
+            dataset=_str(data, "dataset"),
+            split=_str(data, "split"),
+            n_images=_int(data, "n_images", minimum=0),
+            seed=_int(data, "seed"),
+            mean_bytes=_float(data, "mean_bytes"),
+            mean_channel_bytes=_float(data, "mean_channel_bytes"),
+            bpp=_float(data, "bpp"),
+            metrics=_number_dict(data, "metrics"),
+            failure_rate=_float(data, "failure_rate", hi=1.0),
+            timing=_number_dict(data, "timing"),
+            version=_str(data, "version"),
+            git_commit=commit or None,
+            created=created,
+            extra=_json_dict(data, "extra") if "extra" in data else {},
+        )

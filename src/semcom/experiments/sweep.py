@@ -1,0 +1,232 @@
+"""The sweep: schemes x rate settings x channel conditions -> one record per point.
+
+Data flows one way: the dataset's images go through ``scheme.compress`` (transmitter),
+each message through a seeded channel, then ``scheme.decompress`` (receiver); the task
+models judge what the receiver got. A message the receiver cannot decode counts as a
+failure and is judged on the fallback output (a mid-grey image), so task metrics stay
+honest about losses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import semcom
+from semcom.errors import BitstreamError, InputError
+from semcom.experiments.records import PointRecord
+
+
+@dataclass
+class EvalSet:
+    """What the receiver's output is judged against.
+
+    images: uint8 ``(N, 3, H, W)``; labels: int64 ``(N,)`` or None;
+    masks: int64 ``(N, H, W)`` or None (255 = ignore).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    masks: torch.Tensor | None
+    dataset: str = "synthetic"
+    split: str = "test"
+    seed: int = 0
+
+
+@dataclass
+class Judges:
+    """The receiver-side task models (frozen) and the perceptual-distance backbone."""
+
+    classifier: torch.nn.Module | None = None
+    segmenter: torch.nn.Module | None = None
+    featdist: Any = None  # semcom.metrics.FeatureDistance or None
+
+
+@dataclass
+class SweepConfig:
+    schemes: Sequence[str]
+    channels: Sequence[str] = ("ideal",)
+    rates: dict[str, Sequence[float]] = field(default_factory=dict)  # per scheme; default: scheme.default_rates
+    seed: int = 0
+    batch_size: int = 128
+
+
+def git_commit() -> str | None:
+    """Short hash of the checkout semcom runs from, or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def synthetic_evalset(n: int, size: int = 64, split: str = "test", seed: int = 0) -> EvalSet:
+    """``n`` images of the synthetic world's ``split`` with labels and masks."""
+    from semcom.data.synthetic import SyntheticWorld
+
+    world = SyntheticWorld(size=size)
+    batch = world.generate(world.split_seeds(split, n))
+    return EvalSet(batch.images, batch.labels, batch.masks, "synthetic", split, seed)
+
+
+def zoo_judges(featdist: bool = True) -> Judges:
+    """The zoo's classifier and segmenter, frozen, with a feature distance on the classifier."""
+    from semcom.metrics import FeatureDistance
+    from semcom.models.zoo import load_pretrained
+
+    clf = load_pretrained("shape-classifier").eval()
+    seg = load_pretrained("shape-segmenter").eval()
+    fd = FeatureDistance(clf.features, name="semcom-classifier") if featdist else None
+    return Judges(clf, seg, fd)
+
+
+@torch.no_grad()
+def judge(evalset: EvalSet, x_hat: torch.Tensor, judges: Judges, batch_size: int = 128) -> dict[str, float]:
+    """Task metrics of reconstructions ``x_hat`` uint8 ``(N, 3, H, W)`` against ``evalset``."""
+    from semcom.data import to_float
+    from semcom.metrics import SegmentationMeter, psnr, ssim
+
+    n = x_hat.shape[0]
+    sums: dict[str, float] = {"psnr": 0.0, "ssim": 0.0}
+    correct = 0
+    meter = None
+    if judges.segmenter is not None and evalset.masks is not None:
+        meter = SegmentationMeter(num_classes=_num_seg_classes(judges.segmenter, x_hat))
+    fd_name = None
+    for lo in range(0, n, batch_size):
+        xb = to_float(x_hat[lo : lo + batch_size])
+        ref = to_float(evalset.images[lo : lo + batch_size])
+        sums["psnr"] += float(psnr(xb, ref).clamp(max=100.0).sum())
+        sums["ssim"] += float(ssim(xb, ref).sum())
+        if judges.featdist is not None:
+            fd_name = judges.featdist.name
+            sums[fd_name] = sums.get(fd_name, 0.0) + float(judges.featdist(xb, ref).sum())
+        if judges.classifier is not None and evalset.labels is not None:
+            pred = judges.classifier(xb).argmax(1)
+            correct += int((pred == evalset.labels[lo : lo + batch_size]).sum())
+        if meter is not None:
+            meter.update(judges.segmenter(xb).argmax(1), evalset.masks[lo : lo + batch_size])
+    out = {k: v / n for k, v in sums.items()}
+    if judges.classifier is not None and evalset.labels is not None:
+        out["accuracy"] = correct / n
+    if meter is not None:
+        seg = meter.compute()
+        out["miou"] = float(seg["miou"])
+        out["pixel_accuracy"] = float(seg["pixel_accuracy"])
+    return out
+
+
+def _num_seg_classes(segmenter: torch.nn.Module, x: torch.Tensor) -> int:
+    n = getattr(segmenter, "num_classes", None)
+    if isinstance(n, int):
+        return n
+    return int(segmenter(torch.zeros(1, 3, *x.shape[-2:])).shape[1])
+
+
+def run_point(
+    scheme: Any,
+    rate: float,
+    messages: list[bytes],
+    encode_ms: float,
+    channel_spec: str,
+    evalset: EvalSet,
+    judges: Judges,
+    seed: int,
+    batch_size: int = 128,
+) -> PointRecord:
+    """Send pre-compressed ``messages`` over one channel and judge what arrives."""
+    from semcom.channel import create_channel
+
+    channel = create_channel(channel_spec, seed=seed)
+    h, w = evalset.images.shape[-2:]
+    fallback = torch.full((3, h, w), 128, dtype=torch.uint8)
+    outs = []
+    failures = 0
+    channel_bytes = 0
+    t0 = time.perf_counter()
+    for msg in messages:
+        rx = channel(msg)
+        channel_bytes += rx.channel_bytes
+        try:
+            x = scheme.decompress(rx.data, erasures=rx.erasures)["x_hat"]
+            if tuple(x.shape) != (3, h, w):
+                raise BitstreamError(f"reconstruction has shape {tuple(x.shape)}")
+        except BitstreamError:
+            failures += 1
+            x = fallback
+        outs.append(x)
+    decode_ms = (time.perf_counter() - t0) * 1000 / max(1, len(messages))
+    metrics = judge(evalset, torch.stack(outs), judges, batch_size)
+    n = len(messages)
+    mean_bytes = sum(len(m) for m in messages) / n
+    return PointRecord(
+        scheme=scheme.name,
+        settings=scheme.settings(rate),
+        rate_label=scheme.rate_label(rate),
+        channel=channel.name,
+        channel_config={**channel.config(), "seed": seed},
+        dataset=evalset.dataset,
+        split=evalset.split,
+        n_images=n,
+        seed=seed,
+        mean_bytes=mean_bytes,
+        mean_channel_bytes=channel_bytes / n,
+        bpp=mean_bytes * 8 / (h * w),
+        metrics=metrics,
+        failure_rate=failures / n,
+        timing={"encode_ms": encode_ms, "decode_ms": decode_ms},
+        version=semcom.__version__,
+        git_commit=git_commit(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def run_sweep(
+    config: SweepConfig,
+    evalset: EvalSet,
+    judges: Judges,
+    progress: bool = True,
+) -> list[PointRecord]:
+    """Every (scheme, rate, channel) point of ``config``; messages are made once per rate."""
+    from rich.progress import Progress
+
+    from semcom.schemes import create_scheme
+
+    schemes = [create_scheme(s) for s in config.schemes]
+    plan = []
+    for scheme in schemes:
+        rates = list(config.rates.get(scheme.name, scheme.default_rates))
+        if not rates:
+            raise InputError(f"no rate settings for scheme {scheme.name!r}")
+        plan += [(scheme, scheme.validate_rate(r)) for r in rates]
+    records: list[PointRecord] = []
+    n = evalset.images.shape[0]
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("sweep", total=len(plan) * (1 + len(config.channels)))
+        for scheme, rate in plan:
+            bar.update(task, description=f"{scheme.name} @ {scheme.rate_label(rate)}: encoding")
+            t0 = time.perf_counter()
+            messages = scheme.compress_batch(evalset.images, rate)
+            encode_ms = (time.perf_counter() - t0) * 1000 / n
+            bar.advance(task)
+            for spec in config.channels:
+                bar.update(task, description=f"{scheme.name} @ {scheme.rate_label(rate)}: {spec}")
+                records.append(
+                    run_point(scheme, rate, messages, encode_ms, spec, evalset, judges,
+                              config.seed, config.batch_size)
+                )
+                bar.advance(task)
+    return records

@@ -1,0 +1,59 @@
+"""Small helpers shared by the model files (normalisation choice, class count)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from semcom.errors import InputError
+
+NORMS = ("batch", "group", "none")
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """``BatchNorm2d`` / ``GroupNorm`` (8 channels per group, at least 1 group) / identity."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        groups = max(1, channels // 8)
+        while channels % groups:
+            groups -= 1
+        return nn.GroupNorm(groups, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise InputError(f"unknown norm {kind!r}; expected one of {', '.join(NORMS)}")
+
+
+def resolve_num_classes(num_classes: int | None) -> int:
+    """``num_classes`` or, when ``None``, the synthetic world's ``len(CLASS_NAMES)``."""
+    if num_classes is None:
+        from semcom.data import CLASS_NAMES
+
+        num_classes = len(CLASS_NAMES)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise InputError(f"num_classes must be a positive int, got {num_classes!r}")
+    return num_classes
+
+
+def check_widths(widths: object, n: int | None = None) -> tuple[int, ...]:
+    """Validate a tuple of positive channel widths (exactly ``n`` of them when given)."""
+    try:
+        out = tuple(int(w) for w in widths)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise InputError(f"widths must be a sequence of ints, got {widths!r}") from None
+    if not out or any(w < 1 for w in out) or (n is not None and len(out) != n):
+        need = f"{n} " if n is not None else ""
+        raise InputError(f"widths must be {need}positive ints, got {widths!r}")
+    return out
+
+
+class ConvNormAct(nn.Module):
+    """3x3 (or ``k``) conv -> norm -> ReLU. Keys: ``conv.weight``, ``norm.*``."""
+
+    def __init__(self, cin: int, cout: int, norm: str, stride: int = 1, k: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=norm == "none")
+        self.norm = make_norm(norm, cout)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):  # noqa: D102 - (N, cin, H, W) -> (N, cout, H/stride, W/stride)
+        return self.act(self.norm(self.conv(x)))

@@ -1,0 +1,143 @@
+"""``shape-classifier``: a small CNN classifying synthetic-world images.
+
+Input ``float32 (N, 3, H, W)`` in ``[0, 1]`` (``H``, ``W`` divisible by 8 are the
+tidy case; any size >= 8 works thanks to global average pooling); output logits
+``float32 (N, C)`` with ``C = num_classes`` (defaults to ``len(semcom.data.CLASS_NAMES)``).
+
+Layout (default ``widths=(24, 32, 64, 128)``, ~0.3 M parameters)::
+
+    stem        3x3 conv (3 -> w0) + norm + ReLU             (N, w0, H,   W)
+    stages.0    3x3 stride-2 conv (w0 -> w1) + norm + ReLU,  (N, w1, H/2, W/2)
+                then a residual 3x3 conv block
+    stages.1    same, w1 -> w2                               (N, w2, H/4, W/4)
+    stages.2    same, w2 -> w3                               (N, w3, H/8, W/8)
+    head        global average pool -> dropout -> linear     (N, C)
+
+Stable state-dict keys (``norm.*`` are BatchNorm ``weight``/``bias``/``running_mean``/
+``running_var``/``num_batches_tracked`` with ``norm="batch"``, ``weight``/``bias`` with
+``norm="group"``, absent with ``norm="none"``, in which case convs carry a ``bias``)::
+
+    stem.conv.weight, stem.norm.*
+    stages.{i}.down.conv.weight, stages.{i}.down.norm.*      i = 0, 1, 2
+    stages.{i}.block.conv.weight, stages.{i}.block.norm.*
+    head.fc.weight, head.fc.bias
+
+``features(x)`` returns the post-activation maps ``[stem, stages.0, stages.1, stages.2]``
+(float32, shapes as above), the backbone of a deep-feature perceptual distance.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from semcom.errors import InputError
+from semcom.models._common import ConvNormAct, check_widths, make_norm, resolve_num_classes
+from semcom.models.registry import register_model
+
+__all__ = ["ShapeClassifier"]
+
+_MEAN = 0.5
+_STD = 0.25
+
+
+class _Stage(nn.Module):
+    """Stride-2 conv then a residual conv block: (N, cin, H, W) -> (N, cout, H/2, W/2)."""
+
+    def __init__(self, cin: int, cout: int, norm: str) -> None:
+        super().__init__()
+        self.down = ConvNormAct(cin, cout, norm, stride=2)
+        self.block = ConvNormAct(cout, cout, norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.down(x)
+        return y + self.block(y)
+
+
+class _Head(nn.Module):
+    """Global average pool -> dropout -> linear: (N, c, h, w) -> (N, C)."""
+
+    def __init__(self, cin: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.drop(x.mean(dim=(2, 3))))
+
+
+@register_model("shape-classifier")
+class ShapeClassifier(nn.Module):
+    """Small CNN classifier; see the module docstring for layout and key names.
+
+    Args:
+        num_classes: number of output classes (``None``: ``len(semcom.data.CLASS_NAMES)``).
+        widths: channels of the stem and the three stages (4 ints).
+        norm: ``"batch"`` (default), ``"group"`` (batch-independent) or ``"none"``.
+        dropout: dropout before the final linear layer.
+    """
+
+    task = "classify"
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        widths: tuple[int, ...] | list[int] = (24, 32, 64, 128),
+        norm: str = "batch",
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        num_classes = resolve_num_classes(num_classes)
+        widths = check_widths(widths, 4)
+        make_norm(norm, 1)  # validates the name
+        if not 0.0 <= float(dropout) < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.num_classes = num_classes
+        self.config: dict = {
+            "num_classes": num_classes,
+            "widths": list(widths),
+            "norm": norm,
+            "dropout": float(dropout),
+        }
+        self.stem = ConvNormAct(3, widths[0], norm)
+        self.stages = nn.ModuleList(
+            _Stage(widths[i], widths[i + 1], norm) for i in range(len(widths) - 1)
+        )
+        self.head = _Head(widths[-1], num_classes, float(dropout))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        # Residual blocks start close to identity.
+        for stage in self.stages:
+            norm = stage.block.norm
+            if isinstance(norm, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.zeros_(norm.weight)
+
+    @staticmethod
+    def _check(x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise InputError(f"expected a float image batch (N, 3, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise InputError(f"expected float input in [0, 1], got dtype {x.dtype}")
+        return (x - _MEAN) / _STD
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Intermediate maps ``[stem, stages.0, stages.1, stages.2]`` for ``x`` (N, 3, H, W)."""
+        h = self.stem(self._check(x))
+        feats = [h]
+        for stage in self.stages:
+            h = stage(h)
+            feats.append(h)
+        return feats
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``float32 (N, C)`` for images ``float32 (N, 3, H, W)`` in ``[0, 1]``."""
+        return self.head(self.features(x)[-1])
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """Predicted class indices ``int64 (N,)``."""
+        return self.forward(x).argmax(dim=1)

@@ -1,0 +1,144 @@
+"""Where training batches come from: the infinite synthetic world or a torch Dataset.
+
+Both sources are *stateless*: the global batch of step ``s`` is a pure function of
+``(seed, s)``, so a resumed run sees exactly the data an uninterrupted one would, and
+DDP ranks shard the same global batch (rank ``r`` of ``W`` takes items ``r::W``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from semcom.errors import InputError
+
+__all__ = ["DatasetSource", "SyntheticSource", "collate_items"]
+
+_SEED_STRIDE = 10_000_019
+
+
+class SyntheticSource:
+    """Batches from ``SyntheticWorld(size=image_size)``'s train split.
+
+    Step ``s``'s global batch is seeds ``lo + off + s*B + [0, B)`` where
+    ``off = seed * 10_000_019 mod (span / 2)`` (wrapped inside the split).
+    """
+
+    def __init__(
+        self, task: str, seed: int = 0, image_size: int = 64, split: str = "train"
+    ) -> None:
+        from semcom.data import SPLITS, SyntheticWorld
+
+        self.task = task
+        self.world = SyntheticWorld(size=image_size)
+        lo, hi = SPLITS[split]
+        self.lo, self.span = int(lo), int(hi) - int(lo)
+        self.offset = (int(seed) * _SEED_STRIDE) % (self.span // 2)
+
+    def global_seeds(self, step: int, batch_size: int) -> Tensor:
+        """int64 ``(B,)`` world seeds of step ``step``'s global batch."""
+        start = self.offset + step * batch_size
+        return self.lo + (start + torch.arange(batch_size, dtype=torch.int64)) % self.span
+
+    def batch(
+        self, step: int, batch_size: int, rank: int = 0, world: int = 1
+    ) -> tuple[Tensor, Tensor]:
+        """This rank's shard: images float32 ``(B/W, 3, H, W)``, targets int64 ``(B/W,)`` or
+        ``(B/W, H, W)``."""
+        from semcom.data import to_float
+
+        seeds = self.global_seeds(step, batch_size)[rank::world]
+        b = self.world.generate(seeds)
+        return to_float(b.images), (b.labels if self.task == "classify" else b.masks)
+
+
+def _to_image(x: Any) -> Tensor:
+    if not isinstance(x, Tensor):
+        try:
+            import numpy as np
+
+            arr = np.asarray(x)
+            if arr.ndim == 3 and arr.shape[-1] in (1, 3) and arr.shape[0] not in (1, 3):
+                arr = arr.transpose(2, 0, 1)  # HWC (PIL / numpy) -> CHW
+            x = torch.from_numpy(np.ascontiguousarray(arr))
+        except Exception as exc:
+            raise InputError(f"dataset image of type {type(x).__name__} is not array-like") from exc
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise InputError(f"dataset images must be (3, H, W), got {tuple(x.shape)}")
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if not x.is_floating_point():
+        raise InputError(f"dataset images must be uint8 or float, got {x.dtype}")
+    return x.float()
+
+
+def _to_target(y: Any) -> Tensor:
+    return torch.as_tensor(y).long() if not isinstance(y, Tensor) else y.long()
+
+
+def collate_items(items: list[Any]) -> tuple[Tensor, Tensor]:
+    """Stack dataset items into ``(images float32 (N, 3, H, W), targets int64)``.
+
+    An item is ``(image, target)`` or a dict with ``"image"`` and ``"label"``/``"mask"``;
+    images are ``uint8``/float ``(3, H, W)`` tensors (or HWC arrays / PIL images).
+    """
+    xs, ys = [], []
+    for it in items:
+        if isinstance(it, dict):
+            img = it.get("image")
+            tgt = it.get("mask", it.get("label"))
+        elif isinstance(it, (tuple, list)) and len(it) >= 2:
+            img, tgt = it[0], it[1]
+        else:
+            raise InputError("dataset items must be (image, target) or dicts with image/label|mask")
+        if img is None or tgt is None:
+            raise InputError("dataset item lacks an image or a label/mask")
+        xs.append(_to_image(img))
+        ys.append(_to_target(tgt))
+    try:
+        return torch.stack(xs), torch.stack(ys)
+    except RuntimeError as exc:
+        raise InputError(f"dataset items of different sizes cannot be batched: {exc}") from None
+
+
+class DatasetSource:
+    """Batches drawn from a map-style ``torch.utils.data.Dataset`` without replacement.
+
+    Epoch ``e`` visits the dataset in order ``randperm(len, generator(seed, e))``; the
+    global batch of step ``s`` is positions ``[s*B, (s+1)*B)`` of that endless stream.
+    """
+
+    def __init__(self, data: Any, seed: int = 0) -> None:
+        try:
+            self.length = len(data)
+        except TypeError:
+            raise InputError("data= must be a map-style dataset with __len__") from None
+        if self.length < 1:
+            raise InputError("data= is an empty dataset")
+        self.data = data
+        self.seed = int(seed)
+        self._perm: tuple[int, Tensor] | None = None
+
+    def _order(self, epoch: int) -> Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(self.length, generator=g))
+        return self._perm[1]
+
+    def global_indices(self, step: int, batch_size: int) -> list[int]:
+        """Dataset indices of step ``step``'s global batch."""
+        out = []
+        for p in range(step * batch_size, (step + 1) * batch_size):
+            out.append(int(self._order(p // self.length)[p % self.length]))
+        return out
+
+    def batch(
+        self, step: int, batch_size: int, rank: int = 0, world: int = 1
+    ) -> tuple[Tensor, Tensor]:
+        """This rank's shard of the global batch (see ``collate_items`` for the layout)."""
+        idx = self.global_indices(step, batch_size)[rank::world]
+        return collate_items([self.data[i] for i in idx])
