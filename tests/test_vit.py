@@ -352,6 +352,9 @@ def test_synth_architectures_build_and_run():
         out = m(torch.rand(2, 3, 64, 64), return_attention="mean")
         assert out["logits"].shape == (2, 7) and out["attention"].shape == (2, 64)
     assert VIT_ARCHS["vit-edge-synth"]["embed_dim"] < VIT_ARCHS["vit-tiny-synth"]["embed_dim"]
+    shapes = pytest.importorskip("semcom.data.shapes")
+    with torch.device("meta"):
+        assert create_vit("vit-edge-synth").num_classes == len(shapes.CLASS_NAMES)
     with pytest.raises(InputError):
         create_vit("vit-huge")
     with pytest.raises(InputError):
@@ -364,6 +367,11 @@ def test_registry_integration():
 
     m = registry.create_model("vit-edge-synth", num_classes=4)
     assert isinstance(m, VisionTransformer) and m.num_classes == 4
+    assert set(VIT_ARCHS) <= set(registry.list_models())
+    # the stamped config rebuilds the same architecture
+    again = registry.create_model("vit-edge-synth", **m.config)
+    assert again.config == m.config
+    assert [p.shape for p in again.parameters()] == [p.shape for p in m.parameters()]
 
 
 # ------------------------------------------------------------------ loading

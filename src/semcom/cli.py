@@ -37,9 +37,9 @@ def _split(csv: str) -> list[str]:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder the report is written to.")] = Path(
-        "semcom-report"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder the report is written to.")
+    ] = Path("semcom-report"),
     n_images: Annotated[
         int, typer.Option(help="Synthetic test images per point.", min=1, max=100_000)
     ] = 256,
@@ -58,12 +58,16 @@ def demo(
 
 @app.command()
 def send(
-    image: Annotated[Path, typer.Argument(help="Image file to transmit (any format Pillow reads).")],
+    image: Annotated[
+        Path, typer.Argument(help="Image file to transmit (any format Pillow reads).")
+    ],
     scheme: Annotated[str, typer.Option(help="Scheme name (see `semcom schemes`).")] = "jpeg",
     rate: Annotated[
         float | None,
-        typer.Option(help="Rate setting; for codecs the message size in bytes. Default: the "
-                     "scheme's middle default rate."),
+        typer.Option(
+            help="Rate setting; for codecs the message size in bytes. Default: the "
+            "scheme's middle default rate."
+        ),
     ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Message file to write.")] = Path(
         "msg.smc"
@@ -81,8 +85,10 @@ def send(
     msg = sch.compress(img, rate)
     output.write_bytes(msg)
     h, w = img.shape[-2:]
-    typer.echo(f"{output}: {len(msg)} bytes ({len(msg) * 8 / (h * w):.3f} bpp), scheme {scheme}, "
-               f"rate {sch.rate_label(rate)}, image {w}x{h}")
+    typer.echo(
+        f"{output}: {len(msg)} bytes ({len(msg) * 8 / (h * w):.3f} bpp), scheme {scheme}, "
+        f"rate {sch.rate_label(rate)}, image {w}x{h}"
+    )
 
 
 @app.command()
@@ -158,27 +164,30 @@ def bench(
     ),
     rates: Annotated[
         str | None,
-        typer.Option(help="Comma-separated rate settings applied to every scheme "
-                     "(default: each scheme's defaults)."),
+        typer.Option(
+            help="Comma-separated rate settings applied to every scheme "
+            "(default: each scheme's defaults)."
+        ),
     ] = None,
     dataset: Annotated[
         str, typer.Option(help="synthetic | imagefolder | tiny-imagenet | camvid")
     ] = "synthetic",
-    data_root: Annotated[
-        Path | None, typer.Option(help="Root folder of a real dataset.")
-    ] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Root folder of a real dataset.")] = None,
     split: Annotated[str, typer.Option(help="Dataset split to evaluate on.")] = "test",
     n_images: Annotated[int, typer.Option(help="Images per point.", min=1)] = 256,
     size: Annotated[int, typer.Option(help="Image side (images are resized to it).", min=8)] = 64,
     classifier: Annotated[
         Path | None,
-        typer.Option(help="Classifier checkpoint judging the receiver's output "
-                     "(default: the zoo's shape-classifier on synthetic data)."),
+        typer.Option(
+            help="Classifier checkpoint judging the receiver's output "
+            "(default: the zoo's shape-classifier on synthetic data)."
+        ),
     ] = None,
     segmenter: Annotated[
         Path | None,
-        typer.Option(help="Segmenter checkpoint (default: the zoo's shape-segmenter on "
-                     "synthetic data)."),
+        typer.Option(
+            help="Segmenter checkpoint (default: the zoo's shape-segmenter on synthetic data)."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the channels.")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path(

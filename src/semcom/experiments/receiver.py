@@ -53,7 +53,7 @@ def describe_task(x_hat: torch.Tensor, model_size: int = 64) -> dict[str, Any]:
 
 
 def receive_file(path: Path, output: Path | None = None) -> dict[str, Any]:
-    """Decode the message at ``path``; optionally save the reconstruction; return the task result."""
+    """Decode the message at ``path``, optionally save the reconstruction, return the result."""
     from semcom.codec.container import unpack
     from semcom.imageio import save_image
     from semcom.schemes import create_scheme

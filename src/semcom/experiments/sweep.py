@@ -53,7 +53,9 @@ class Judges:
 class SweepConfig:
     schemes: Sequence[str]
     channels: Sequence[str] = ("ideal",)
-    rates: dict[str, Sequence[float]] = field(default_factory=dict)  # per scheme; default: scheme.default_rates
+    rates: dict[str, Sequence[float]] = field(
+        default_factory=dict
+    )  # per scheme; default: scheme.default_rates
     seed: int = 0
     batch_size: int = 128
 
@@ -94,7 +96,9 @@ def zoo_judges(featdist: bool = True) -> Judges:
 
 
 @torch.no_grad()
-def judge(evalset: EvalSet, x_hat: torch.Tensor, judges: Judges, batch_size: int = 128) -> dict[str, float]:
+def judge(
+    evalset: EvalSet, x_hat: torch.Tensor, judges: Judges, batch_size: int = 128
+) -> dict[str, float]:
     """Task metrics of reconstructions ``x_hat`` uint8 ``(N, 3, H, W)`` against ``evalset``."""
     from semcom.data import to_float
     from semcom.metrics import SegmentationMeter, psnr, ssim
@@ -225,8 +229,17 @@ def run_sweep(
             for spec in config.channels:
                 bar.update(task, description=f"{scheme.name} @ {scheme.rate_label(rate)}: {spec}")
                 records.append(
-                    run_point(scheme, rate, messages, encode_ms, spec, evalset, judges,
-                              config.seed, config.batch_size)
+                    run_point(
+                        scheme,
+                        rate,
+                        messages,
+                        encode_ms,
+                        spec,
+                        evalset,
+                        judges,
+                        config.seed,
+                        config.batch_size,
+                    )
                 )
                 bar.advance(task)
     return records

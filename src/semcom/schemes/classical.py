@@ -20,7 +20,9 @@ MAX_SIDE = 4096
 
 def _check_image(image: torch.Tensor) -> tuple[int, int]:
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-        raise InputError(f"expected a uint8 (3, H, W) image, got {image.dtype} {tuple(image.shape)}")
+        raise InputError(
+            f"expected a uint8 (3, H, W) image, got {image.dtype} {tuple(image.shape)}"
+        )
     return int(image.shape[1]), int(image.shape[2])
 
 
@@ -31,7 +33,10 @@ def _header_overhead(scheme: str, fields: dict[str, Any], payload_len: int) -> i
 
 
 class PillowCodecScheme(Scheme):
-    """A Pillow codec at a matched byte budget. Message: fields ``h``, ``w``, ``q``; section ``img``."""
+    """A Pillow codec at a matched byte budget.
+
+    Message: fields ``h``, ``w``, ``q`` (quality); section ``img`` (the codec's bytes).
+    """
 
     fmt: ClassVar[str] = ""
     default_rates = (160.0, 240.0, 360.0, 540.0, 800.0, 1200.0)
@@ -72,7 +77,11 @@ class PillowCodecScheme(Scheme):
 
 def _read_size(msg: Message) -> tuple[int, int]:
     h, w = msg.fields.get("h"), msg.fields.get("w")
-    if not isinstance(h, int) or not isinstance(w, int) or not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+    if (
+        not isinstance(h, int)
+        or not isinstance(w, int)
+        or not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE)
+    ):
         raise BitstreamError(f"bad image size in header: h={h!r} w={w!r}")
     return h, w
 
@@ -120,6 +129,8 @@ class RawScheme(Scheme):
         h, w = _read_size(msg)
         payload = msg.sections.get("img")
         if payload is None or len(payload) != h * w * 3:
-            raise BitstreamError(f"raw payload has {0 if payload is None else len(payload)} bytes, expected {h * w * 3}")
+            raise BitstreamError(
+                f"raw payload has {len(payload or b'')} bytes, expected {h * w * 3}"
+            )
         x = torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
         return {"x_hat": x.contiguous()}
