@@ -8,9 +8,12 @@
     patch 16, dim 192, depth 12, 3 heads) computing attention rollout
     (i) layer by layer (``forward(return_attention="rollout")``) and
     (ii) the store-every-layer way (all 12 ``(N, H, T, T)`` attention maps kept, then
-    multiplied). Each measurement runs in a fresh subprocess (``ru_maxrss`` minus the RSS
-    just before the call, glibc's mmap threshold pinned so freed blocks go back to the OS),
-    median of several runs; the analytic model of both is extrapolated to batch 1024.
+    multiplied). Each measurement runs in a fresh subprocess and reports (1) the peak of
+    torch's CPU allocator (running sum of the profiler's allocation/free records -- exact
+    and independent of the OS) and (2) the resident-memory increase (``ru_maxrss`` minus
+    the RSS just before the call, glibc's mmap threshold pinned so freed blocks go back to
+    the OS); medians of several runs. The analytic model of both is extrapolated to
+    batch 1024.
 
 Usage::
 
@@ -89,25 +92,52 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def allocator_peak_bytes(fn) -> int:
+    """Peak bytes held by torch's CPU allocator during ``fn()``, above what was held
+    before: the running sum of the profiler's allocation / free records, in time order."""
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
+        fn()
+    records = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
+    held = peak = 0
+    for _, nbytes in records:
+        held += nbytes
+        peak = max(peak, held)
+    return peak
+
+
 def _child(kind: str, batch: int) -> None:
-    """Runs in a subprocess: print the peak RSS increase (bytes) of one rollout call."""
+    """Runs in a fresh subprocess: print the peak memory increase (bytes) of one rollout
+    call, as resident memory (``ru_maxrss`` minus RSS before) and as torch-allocator
+    bytes (profiler records, measured afterwards in a second call)."""
     torch.manual_seed(0)
     model = VisionTransformer(**DEIT_TINY).eval()
     x = torch.rand(batch, 3, 224, 224)
+
+    def call() -> torch.Tensor:
+        if kind == "layerwise":
+            return model(x, return_attention="rollout")["attention"]
+        return rollout_store_all(model, x)
+
     with torch.no_grad():
         # warm the kernels on one image so lazy initialisation is not counted
         model(x[:1], return_attention="rollout")
         rollout_store_all(model, x[:1])
         before = _rss_bytes()
-        if kind == "layerwise":
-            scores = model(x, return_attention="rollout")["attention"]
-        else:
-            scores = rollout_store_all(model, x)
+        scores = call()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"delta": peak - before, "check": float(scores.sum())}))
+        del scores
+        alloc = allocator_peak_bytes(call)
+    print(json.dumps({"rss": peak - before, "alloc": alloc}))
 
 
-def measure_rollout_peak(kind: str, batch: int) -> int:
+def measure_rollout_peak(kind: str, batch: int) -> dict[str, int]:
+    """``{"rss": bytes, "alloc": bytes}`` from a fresh subprocess."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
     out = subprocess.run(
         [sys.executable, __file__, "--_child", kind, "--rollout-batch", str(batch)],
@@ -116,7 +146,7 @@ def measure_rollout_peak(kind: str, batch: int) -> int:
         text=True,
         env=env,
     )
-    return int(json.loads(out.stdout.strip().splitlines()[-1])["delta"])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def analytic_rollout_bytes(batch: int, cfg: dict = DEIT_TINY) -> dict[str, int]:
@@ -175,32 +205,37 @@ def main() -> None:
         )
 
     n = args.rollout_batch
-    peaks, all_runs = {}, {}
-    for kind in ("layerwise", "store_all"):
-        runs = [measure_rollout_peak(kind, n) for _ in range(args.memory_runs)]
-        peaks[kind] = statistics.median(runs)
-        all_runs[kind] = [r / 2**20 for r in runs]
+    mib = 2**20
+    runs = {
+        kind: [measure_rollout_peak(kind, n) for _ in range(args.memory_runs)]
+        for kind in ("layerwise", "store_all")
+    }
+    alloc = {k: statistics.median(r["alloc"] for r in v) for k, v in runs.items()}
+    rss = {k: statistics.median(r["rss"] for r in v) for k, v in runs.items()}
     model = analytic_rollout_bytes(n)
     big = analytic_rollout_bytes(1024)
-    mib = 2**20
     result["rollout_memory"] = {
         "model": "DeiT-Tiny size (224/16, dim 192, depth 12, 3 heads)",
         "batch": n,
-        "measured_peak_increase_mib": {k: v / mib for k, v in peaks.items()},
-        "measured_runs_mib": all_runs,
-        "measured_ratio_store_all_over_layerwise": peaks["store_all"] / peaks["layerwise"],
+        "allocator_peak_mib": {k: v / mib for k, v in alloc.items()},
+        "rss_peak_increase_mib": {k: v / mib for k, v in rss.items()},
+        "runs_mib": {k: [{m: b / mib for m, b in r.items()} for r in v] for k, v in runs.items()},
+        "allocator_ratio_store_all_over_layerwise": alloc["store_all"] / alloc["layerwise"],
+        "rss_ratio_store_all_over_layerwise": rss["store_all"] / rss["layerwise"],
         "analytic_mib": {k: v / mib for k, v in model.items()},
         "analytic_ratio": model["store_all"] / model["layerwise"],
         "analytic_batch_1024_mib": {k: v / mib for k, v in big.items()},
         "analytic_ratio_batch_1024": big["store_all"] / big["layerwise"],
     }
     print(
-        f"[rollout memory] batch {n}: layer-by-layer +{peaks['layerwise'] / mib:.0f} MiB, "
-        f"store-all +{peaks['store_all'] / mib:.0f} MiB "
-        f"(medians of {args.memory_runs} fresh processes; "
-        f"ratio {peaks['store_all'] / peaks['layerwise']:.2f}; analytic "
-        f"{model['layerwise'] / mib:.0f} vs {model['store_all'] / mib:.0f} MiB, "
-        f"ratio {model['store_all'] / model['layerwise']:.2f})"
+        f"[rollout memory] batch {n}, medians of {args.memory_runs} fresh processes: "
+        f"torch-allocator peak layer-by-layer {alloc['layerwise'] / mib:.0f} MiB vs "
+        f"store-all {alloc['store_all'] / mib:.0f} MiB "
+        f"(ratio {alloc['store_all'] / alloc['layerwise']:.2f}); RSS increase "
+        f"{rss['layerwise'] / mib:.0f} vs {rss['store_all'] / mib:.0f} MiB "
+        f"(ratio {rss['store_all'] / rss['layerwise']:.2f}); analytic "
+        f"{model['layerwise'] / mib:.0f} vs {model['store_all'] / mib:.0f} MiB "
+        f"(ratio {model['store_all'] / model['layerwise']:.2f})"
     )
     print(
         f"[rollout memory] analytic batch 1024: layer-by-layer {big['layerwise'] / mib:.0f} MiB, "

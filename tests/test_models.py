@@ -140,3 +140,40 @@ def test_classifier_can_learn_a_trivial_task() -> None:
         opt.step()
     m.eval()
     assert (m(x).argmax(1) == y).float().mean() == 1.0
+
+
+@pytest.mark.parametrize("name", ["shape-classifier", "shape-segmenter"])
+def test_every_parameter_gets_gradient(name: str) -> None:
+    # Guards against dead branches (e.g. a zero-initialised scale behind a ReLU, which
+    # never receives gradient). Zero-init scales legitimately block their conv's
+    # gradient at step 0, so check after one optimizer step.
+    torch.manual_seed(0)
+    m = create_model(name, num_classes=NC, widths=(8, 8, 16, 16)).train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+    x = torch.rand(4, 3, 32, 32)
+    masks = torch.randint(0, NC + 1, (4, 32, 32))
+    ce = torch.nn.functional.cross_entropy
+    for _ in range(2):
+        opt.zero_grad()
+        if name == "shape-classifier":
+            logits, aux = m(x, return_aux=True)
+            loss = ce(logits, masks[:, 0, 0].clamp(max=NC - 1)) + ce(aux, masks[:, ::8, ::8])
+        else:
+            loss = ce(m(x), masks)
+        loss.backward()
+        opt.step()
+    dead = [
+        k for k, p in m.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)
+    ]
+    assert not dead
+
+
+def test_classifier_aux_head() -> None:
+    m = create_model("shape-classifier", num_classes=NC)
+    logits, aux = m(torch.rand(2, 3, 64, 64), return_aux=True)
+    assert logits.shape == (2, NC) and aux.shape == (2, NC + 1, 8, 8)
+    assert "aux.weight" in m.state_dict()
+    plain = create_model("shape-classifier", num_classes=NC, aux_head=False)
+    assert "aux.weight" not in plain.state_dict() and not plain.has_aux
+    with pytest.raises(InputError):
+        plain(torch.rand(1, 3, 32, 32), return_aux=True)

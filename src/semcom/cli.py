@@ -143,15 +143,17 @@ def channels() -> None:
     typer.echo((spec.__doc__ or "").strip())
 
 
-@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@app.command(
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
 def train(ctx: typer.Context) -> None:
-    """Train a task model (see `semcom train --help-train` for its options)."""
+    """Train a model (task models, ViT, patch decoder); `semcom train --help` lists options."""
     from semcom.train import main as train_main
 
-    args = list(ctx.args)
-    if "--help-train" in args:
-        args = ["--help"]
-    train_main(args)
+    code = train_main(list(ctx.args))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

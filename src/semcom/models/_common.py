@@ -47,13 +47,18 @@ def check_widths(widths: object, n: int | None = None) -> tuple[int, ...]:
 
 
 class ConvNormAct(nn.Module):
-    """3x3 (or ``k``) conv -> norm -> ReLU. Keys: ``conv.weight``, ``norm.*``."""
+    """3x3 (or ``k``) conv -> norm -> ReLU (``act=False``: no ReLU).
 
-    def __init__(self, cin: int, cout: int, norm: str, stride: int = 1, k: int = 3) -> None:
+    Keys: ``conv.weight`` (+ ``conv.bias`` when ``norm="none"``), ``norm.*``.
+    """
+
+    def __init__(
+        self, cin: int, cout: int, norm: str, stride: int = 1, k: int = 3, act: bool = True
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=norm == "none")
         self.norm = make_norm(norm, cout)
-        self.act = nn.ReLU(inplace=True)
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x):  # noqa: D102 - (N, cin, H, W) -> (N, cout, H/stride, W/stride)
         return self.act(self.norm(self.conv(x)))

@@ -8,10 +8,16 @@ Layout (default ``widths=(24, 32, 64, 128)``, ~0.3 M parameters)::
 
     stem        3x3 conv (3 -> w0) + norm + ReLU             (N, w0, H,   W)
     stages.0    3x3 stride-2 conv (w0 -> w1) + norm + ReLU,  (N, w1, H/2, W/2)
-                then a residual 3x3 conv block
+                then relu(y + norm(3x3 conv(y)))
     stages.1    same, w1 -> w2                               (N, w2, H/4, W/4)
     stages.2    same, w2 -> w3                               (N, w3, H/8, W/8)
     head        global average pool -> dropout -> linear     (N, C)
+    aux         1x1 conv on stages.2, w3 -> C + 1            (N, C+1, H/8, W/8)
+
+The ``aux`` head (``aux_head=True``, the default) predicts the segmentation mask at
+1/8 resolution. It is used only in training (``forward(x, return_aux=True)``): dense
+supervision from ``batch.masks`` makes the shape features emerge in far fewer steps
+than the single label per image would. Inference ignores it.
 
 Stable state-dict keys (``norm.*`` are BatchNorm ``weight``/``bias``/``running_mean``/
 ``running_var``/``num_batches_tracked`` with ``norm="batch"``, ``weight``/``bias`` with
@@ -21,6 +27,7 @@ Stable state-dict keys (``norm.*`` are BatchNorm ``weight``/``bias``/``running_m
     stages.{i}.down.conv.weight, stages.{i}.down.norm.*      i = 0, 1, 2
     stages.{i}.block.conv.weight, stages.{i}.block.norm.*
     head.fc.weight, head.fc.bias
+    aux.weight, aux.bias                                       (aux_head=True only)
 
 ``features(x)`` returns the post-activation maps ``[stem, stages.0, stages.1, stages.2]``
 (float32, shapes as above), the backbone of a deep-feature perceptual distance.
@@ -42,16 +49,20 @@ _STD = 0.25
 
 
 class _Stage(nn.Module):
-    """Stride-2 conv then a residual conv block: (N, cin, H, W) -> (N, cout, H/2, W/2)."""
+    """Stride-2 conv, then ``relu(y + norm(conv(y)))``: (N, cin, H, W) -> (N, cout, H/2, W/2).
+
+    The residual branch's norm scale starts at zero (the block starts as identity); the
+    ReLU comes *after* the sum so that scale still receives gradient.
+    """
 
     def __init__(self, cin: int, cout: int, norm: str) -> None:
         super().__init__()
         self.down = ConvNormAct(cin, cout, norm, stride=2)
-        self.block = ConvNormAct(cout, cout, norm)
+        self.block = ConvNormAct(cout, cout, norm, act=False)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.down(x)
-        return y + self.block(y)
+        return torch.relu(y + self.block(y))
 
 
 class _Head(nn.Module):
@@ -75,6 +86,7 @@ class ShapeClassifier(nn.Module):
         widths: channels of the stem and the three stages (4 ints).
         norm: ``"batch"`` (default), ``"group"`` (batch-independent) or ``"none"``.
         dropout: dropout before the final linear layer.
+        aux_head: add the training-only 1/8-resolution mask head ``aux``.
     """
 
     task = "classify"
@@ -85,6 +97,7 @@ class ShapeClassifier(nn.Module):
         widths: tuple[int, ...] | list[int] = (24, 32, 64, 128),
         norm: str = "batch",
         dropout: float = 0.1,
+        aux_head: bool = True,
     ) -> None:
         super().__init__()
         num_classes = resolve_num_classes(num_classes)
@@ -98,12 +111,14 @@ class ShapeClassifier(nn.Module):
             "widths": list(widths),
             "norm": norm,
             "dropout": float(dropout),
+            "aux_head": bool(aux_head),
         }
         self.stem = ConvNormAct(3, widths[0], norm)
         self.stages = nn.ModuleList(
             _Stage(widths[i], widths[i + 1], norm) for i in range(len(widths) - 1)
         )
         self.head = _Head(widths[-1], num_classes, float(dropout))
+        self.aux = nn.Conv2d(widths[-1], num_classes + 1, 1) if aux_head else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -133,9 +148,23 @@ class ShapeClassifier(nn.Module):
             feats.append(h)
         return feats
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits ``float32 (N, C)`` for images ``float32 (N, 3, H, W)`` in ``[0, 1]``."""
-        return self.head(self.features(x)[-1])
+    @property
+    def has_aux(self) -> bool:
+        """Whether the training-only mask head exists."""
+        return self.aux is not None
+
+    def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits ``float32 (N, C)`` for images ``float32 (N, 3, H, W)`` in ``[0, 1]``.
+
+        With ``return_aux=True`` also the aux mask logits ``(N, C + 1, H/8, W/8)``.
+        """
+        h = self.features(x)[-1]
+        logits = self.head(h)
+        if not return_aux:
+            return logits
+        if self.aux is None:
+            raise InputError("this classifier was built with aux_head=False")
+        return logits, self.aux(h)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:

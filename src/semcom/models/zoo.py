@@ -28,7 +28,15 @@ from torch import nn
 
 from semcom.errors import BitstreamError, InputError
 
-__all__ = ["file_sha256", "list_zoo", "load_pretrained", "zoo_dir", "zoo_entry", "zoo_path"]
+__all__ = [
+    "add_to_zoo",
+    "file_sha256",
+    "list_zoo",
+    "load_pretrained",
+    "zoo_dir",
+    "zoo_entry",
+    "zoo_path",
+]
 
 
 def zoo_dir() -> Path:
@@ -97,3 +105,57 @@ def load_pretrained(name: str) -> nn.Module:
         )
     model, _ = load_checkpoint(path, expected_name=name)
     return model
+
+
+def add_to_zoo(
+    checkpoint: str | Path,
+    *,
+    command: str,
+    tolerance: dict[str, float],
+    test_n: int = 2048,
+    check_n: int = 256,
+    train_facts: dict[str, Any] | None = None,
+    directory: str | Path | None = None,
+) -> dict[str, Any]:
+    """Copy a trained checkpoint into the zoo, score it on the test split, update ``zoo.json``.
+
+    A maintenance helper (used to build the shipped zoo). The entry records ``command``
+    (the exact ``python -m semcom.train ...`` line), ``train_facts`` (seed, steps, wall
+    time, ...), the test metrics on ``test_n`` images, the ``check_n``-image figures the
+    test-suite re-scores, and ``tolerance`` (absolute, per metric). Returns the entry.
+    """
+    import shutil
+
+    from semcom.models.checkpoint import load_checkpoint
+    from semcom.train.evaluate import evaluate
+
+    src = Path(checkpoint)
+    model, meta = load_checkpoint(src)
+    task = getattr(model, "task", None)
+    keys = {"classify": ["accuracy"], "segment": ["miou", "pixel_accuracy"]}[task]
+    full = evaluate(model, split="test", n=test_n)
+    check = evaluate(model, split="test", n=check_n)
+    out_dir = Path(directory) if directory is not None else zoo_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fname = f"{meta.name}.safetensors"
+    if src.resolve() != (out_dir / fname).resolve():
+        shutil.copyfile(src, out_dir / fname)
+    entry = {
+        "name": meta.name,
+        "file": fname,
+        "sha256": file_sha256(out_dir / fname),
+        "bytes": (out_dir / fname).stat().st_size,
+        "task": task,
+        "config": meta.config,
+        "train": {"command": command, **(train_facts or {}), "step": meta.step},
+        "metrics": {"split": "test", "n": full["n"], **{k: round(full[k], 4) for k in keys}},
+        "check": {"split": "test", "n": check["n"], **{k: check[k] for k in keys}},
+        "tolerance": {k: float(tolerance.get(k, 0.02)) for k in keys},
+    }
+    index = out_dir / "zoo.json"
+    doc = json.loads(index.read_text("utf-8")) if index.is_file() else {"format_version": 1}
+    models = [e for e in doc.get("models", []) if e.get("name") != meta.name] + [entry]
+    doc["models"] = sorted(models, key=lambda e: e["name"])
+    index.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+    _index.cache_clear()
+    return entry

@@ -2,7 +2,10 @@
 
 The rate setting of a codec scheme is a **target message size in bytes** (whole
 container, header included): the transmitter searches for the highest codec quality
-whose message fits (matched bytes). ``raw`` sends the 8-bit pixels and ignores rate.
+whose message fits (matched bytes). A budget below the codec's floor (its lowest
+quality; at 64x64 about 350 B for JPEG, 170 B for WebP, 420 B for AVIF, whose container
+boxes alone take ~300 B) yields that lowest-quality message, larger than the budget: the
+byte count reported is always the real one. ``raw`` sends the 8-bit pixels.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class PillowCodecScheme(Scheme):
     """
 
     fmt: ClassVar[str] = ""
-    default_rates = (160.0, 240.0, 360.0, 540.0, 800.0, 1200.0)
+    default_rates = (240.0, 360.0, 540.0, 800.0, 1200.0, 1800.0)
 
     def validate_rate(self, rate: float) -> float:
         if not (rate == rate) or rate < 32 or rate > 1 << 26:

@@ -5,6 +5,10 @@ Example (the zoo's classifier)::
     python -m semcom.train --model shape-classifier --steps 1500 --batch-size 64 \
         --lr 3e-3 --seed 0 --out runs/shape-classifier
 
+The attention-guided patch-transmission recipes (``semcom.train.patch``) run the same
+way: ``--model vit-synth | patch-decoder-synth | shape-classifier-ft`` (options in the
+"patch transmission" group; ``--dataset tiny-imagenet --data-root DIR`` for real data).
+
 Under ``torchrun --nproc_per_node N`` the same command trains with DDP (gloo).
 Prints the final metrics as one JSON line on stdout (rank 0).
 """
@@ -34,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="cosine", choices=["cosine", "onecycle", "constant"])
     p.add_argument("--warmup", type=float, default=0.05, help="warmup fraction of steps")
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--aux-weight", type=float, default=1.0, help="classifier dense mask loss")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--model-kw", default="{}", help="JSON object of model config overrides")
     p.add_argument("--ckpt-every", type=int, default=250)
@@ -43,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--quiet", action="store_true")
+    g = p.add_argument_group("patch transmission (vit-synth, patch-decoder-synth, ...-ft)")
+    g.add_argument("--arch", default=None, help="architecture to build (default per recipe)")
+    g.add_argument("--dataset", default="synthetic", choices=["synthetic", "tiny-imagenet"])
+    g.add_argument("--data-root", default=None, help="dataset directory (real datasets)")
+    g.add_argument("--attn-weight", type=float, default=0.0, help="ViT attention guidance")
+    g.add_argument("--perceptual-weight", type=float, default=0.0, help="decoder featdist term")
+    g.add_argument("--min-rate", type=float, default=0.25, help="decoder's lowest keep rate")
+    g.add_argument("--attn-frac", type=float, default=0.5, help="share of attention masks")
+    g.add_argument("--clean-frac", type=float, default=0.25, help="ft: share of clean images")
+    g.add_argument("--vit", default="vit-synth", help="frozen ViT: zoo name or checkpoint")
+    g.add_argument("--decoder", default="patch-decoder-synth", help="frozen decoder (ft)")
+    g.add_argument("--classifier", default="shape-classifier", help="classifier to fine-tune")
     return p
 
 
@@ -58,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --model-kw: {exc}", file=sys.stderr)
         return 2
+    from semcom.train.patch import PATCH_MODELS
+
+    if args.model in PATCH_MODELS:
+        return _main_patch(args, model_kw)
     try:
         res = train_task_model(
             args.model,
@@ -73,6 +94,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             schedule=args.schedule,
             warmup=args.warmup,
             label_smoothing=args.label_smoothing,
+            aux_weight=args.aux_weight,
+            ckpt_every=args.ckpt_every,
+            eval_n=args.eval_n,
+            eval_split=args.eval_split,
+            quiet=args.quiet,
+            log_every=args.log_every,
+            threads=args.threads,
+        )
+    except SemcomError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if res.checkpoint is not None:
+        print(json.dumps({"checkpoint": str(res.checkpoint), "step": res.step, **res.metrics}))
+    return 0
+
+
+def _main_patch(args: argparse.Namespace, model_kw: dict) -> int:
+    """``--model`` is a ``semcom.train.patch`` recipe."""
+    from semcom.train.patch import train_patch_model
+
+    try:
+        res = train_patch_model(
+            args.model,
+            args.out,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            resume=not args.no_resume,
+            arch=args.arch,
+            model_kw=model_kw,
+            dataset=args.dataset,
+            data_root=args.data_root,
+            image_size=args.image_size,
+            schedule=args.schedule,
+            warmup=args.warmup,
+            label_smoothing=args.label_smoothing,
+            aux_weight=args.aux_weight,
+            attn_weight=args.attn_weight,
+            perceptual_weight=args.perceptual_weight,
+            min_rate=args.min_rate,
+            attn_frac=args.attn_frac,
+            clean_frac=args.clean_frac,
+            vit=args.vit,
+            decoder=args.decoder,
+            classifier=args.classifier,
             ckpt_every=args.ckpt_every,
             eval_n=args.eval_n,
             eval_split=args.eval_split,

@@ -91,10 +91,30 @@ def _step_seed(seed: int, step: int) -> int:
     return (int(seed) * 1_000_003 + int(step) * 7_919 + 12_345) % (2**63 - 1)
 
 
-def _loss(task: str, out: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    if task == "classify":
-        return F.cross_entropy(out, y, label_smoothing=label_smoothing)
-    return F.cross_entropy(out, y, ignore_index=IGNORE_INDEX)
+def _mask_at(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Masks int64 ``(N, H, W)`` sampled at the centres of a ``size`` grid of cells."""
+    h, w = masks.shape[-2:]
+    rows = ((torch.arange(size[0]) + 0.5) * h / size[0]).long().clamp_(max=h - 1)
+    cols = ((torch.arange(size[1]) + 0.5) * w / size[1]).long().clamp_(max=w - 1)
+    return masks[:, rows][:, :, cols]
+
+
+def _loss(
+    net: nn.Module,
+    task: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    masks: torch.Tensor | None,
+    label_smoothing: float,
+    aux_weight: float,
+) -> torch.Tensor:
+    if task == "segment":
+        return F.cross_entropy(net(x), y, ignore_index=IGNORE_INDEX)
+    if aux_weight and masks is not None:
+        logits, aux = net(x, return_aux=True)
+        aux_loss = F.cross_entropy(aux, _mask_at(masks, aux.shape[-2:]), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing) + aux_weight * aux_loss
+    return F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
 
 
 class _Progress:
@@ -160,6 +180,7 @@ def train_task_model(
     schedule: str = "cosine",
     warmup: float = 0.05,
     label_smoothing: float = 0.0,
+    aux_weight: float = 1.0,
     grad_clip: float | None = 1.0,
     ckpt_every: int = 250,
     eval_n: int = 512,
@@ -183,6 +204,8 @@ def train_task_model(
         image_size: synthetic world image size (multiple of 8).
         schedule: ``"cosine"`` (linear warmup then cosine), ``"onecycle"`` (warmup then
             linear decay) or ``"constant"``; ``warmup`` is a fraction of ``steps``.
+        aux_weight: weight of the dense mask loss on a classifier's ``aux`` head (used
+            when the model has one and the data has masks: the synthetic world).
         eval_n / eval_split / eval_data: final evaluation (rank 0); ``eval_n=0`` skips it.
         quiet: no progress output. ``threads``: ``torch.set_num_threads`` if given.
         stop_after: end this call after that step (a time-boxed or simulated-preempted
@@ -222,6 +245,7 @@ def train_task_model(
             schedule=schedule,
             warmup=warmup,
             label_smoothing=label_smoothing,
+            aux_weight=aux_weight,
             grad_clip=grad_clip,
             ckpt_every=ckpt_every,
             eval_n=eval_n,
@@ -254,6 +278,7 @@ def _train(
     schedule: str,
     warmup: float,
     label_smoothing: float,
+    aux_weight: float,
     grad_clip: float | None,
     ckpt_every: int,
     eval_n: int,
@@ -302,6 +327,7 @@ def _train(
         "warmup": warmup,
         "label_smoothing": label_smoothing,
         "grad_clip": grad_clip,
+        "aux_weight": aux_weight,
         "data": "synthetic" if data is None else type(data).__name__,
     }
     start = 0
@@ -314,9 +340,15 @@ def _train(
         if data is None
         else DatasetSource(data, seed=seed)
     )
+    use_aux = task == "classify" and bool(aux_weight) and bool(getattr(model, "has_aux", False))
+    if use_aux and data is not None:
+        use_aux = False  # datasets carry no masks
+    if not use_aux:
+        aux_weight = 0.0
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model)
+        unused = bool(getattr(model, "has_aux", False)) and not use_aux
+        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
 
     progress = _Progress(steps, start, is_main and not quiet, log_every, name)
     losses: list[float] = []
@@ -324,8 +356,8 @@ def _train(
     try:
         for step in range(start, end):
             torch.manual_seed(_step_seed(seed, step) + rank)
-            x, y = source.batch(step, batch_size, rank, world)
-            loss = _loss(task, net(x), y, label_smoothing)
+            x, y, masks = source.batch(step, batch_size, rank, world)
+            loss = _loss(net, task, x, y, masks, label_smoothing, aux_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:

@@ -44,14 +44,14 @@ class SyntheticSource:
 
     def batch(
         self, step: int, batch_size: int, rank: int = 0, world: int = 1
-    ) -> tuple[Tensor, Tensor]:
-        """This rank's shard: images float32 ``(B/W, 3, H, W)``, targets int64 ``(B/W,)`` or
-        ``(B/W, H, W)``."""
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """This rank's shard: images float32 ``(B/W, 3, H, W)``, targets int64 ``(B/W,)``
+        (classify) or ``(B/W, H, W)`` (segment), and the masks int64 ``(B/W, H, W)``."""
         from semcom.data import to_float
 
         seeds = self.global_seeds(step, batch_size)[rank::world]
         b = self.world.generate(seeds)
-        return to_float(b.images), (b.labels if self.task == "classify" else b.masks)
+        return to_float(b.images), (b.labels if self.task == "classify" else b.masks), b.masks
 
 
 def _to_image(x: Any) -> Tensor:
@@ -138,7 +138,8 @@ class DatasetSource:
 
     def batch(
         self, step: int, batch_size: int, rank: int = 0, world: int = 1
-    ) -> tuple[Tensor, Tensor]:
-        """This rank's shard of the global batch (see ``collate_items`` for the layout)."""
+    ) -> tuple[Tensor, Tensor, None]:
+        """This rank's shard of the global batch (see ``collate_items``); no masks."""
         idx = self.global_indices(step, batch_size)[rank::world]
-        return collate_items([self.data[i] for i in idx])
+        x, y = collate_items([self.data[i] for i in idx])
+        return x, y, None
