@@ -11,7 +11,7 @@ separately (median of ``--repeats`` runs each):
 * **coding**: per image, positions + pixel sections + container (one pixel codec).
 
 Throughput = batch / (ViT + selection + coding). The ViT is the zoo's ``vit-synth`` when
-the zoo has it, else a random-weight ``vit-tiny-synth`` (same architecture family; the
+the zoo has it, else a random-weight ``vit-edge-synth`` (vit-synth's architecture; the
 output says which -- attention from random weights selects different patches, so byte
 counts differ a little from the trained model's). Mean message bytes (whole container)
 are printed per pixel codec and rate.
@@ -51,8 +51,8 @@ def load_vit() -> tuple[torch.nn.Module, str]:
     from semcom.models.vit import create_vit
 
     torch.manual_seed(0)
-    vit = create_vit("vit-tiny-synth").eval()
-    return vit, "random-weight vit-tiny-synth (no vit-synth in the zoo)"
+    vit = create_vit("vit-edge-synth").eval()  # the architecture of the zoo's vit-synth
+    return vit, "random-weight vit-edge-synth (no vit-synth in the zoo)"
 
 
 def main() -> None:
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--pixels", default="raw,q4,q6,q8,webp:75,jpeg:75")
     ap.add_argument("--group-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--device", default="cpu", help="torch device of the ViT (cpu, cuda)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -72,11 +73,16 @@ def main() -> None:
     rates = [float(r) for r in args.rates.split(",")]
     print(f"ViT: {vit_desc}; img_size {vit.img_size}, patch {vit.patch_size}")
     print(
-        f"batch {args.batch} x 3x64x64 uint8, torch threads {torch.get_num_threads()}, "
+        f"batch {args.batch} x 3x64x64 uint8, device {args.device}, "
+        f"torch threads {torch.get_num_threads()}, "
         f"median of {args.repeats} runs, group size {args.group_size}"
     )
 
-    base = PatchScheme(selection="mean", vit=vit, decoder=None, group_size=args.group_size)
+    device = torch.device(args.device)
+    base = PatchScheme(
+        selection="mean", vit=vit, decoder=None, group_size=args.group_size, device=device
+    )
+    base.scores(images[:8])  # warm-up (lazy init, CUDA context)
     scores, t_vit = timed(lambda: base.scores(images), args.repeats)
     p = base.num_patches
     print(f"\nViT forward (mean attention): {t_vit * 1e3:8.1f} ms / batch")
@@ -89,7 +95,12 @@ def main() -> None:
     print("-" * len(head))
     for spec in args.pixels.split(","):
         sch = PatchScheme(
-            selection="mean", vit=vit, decoder=None, pixels=spec, group_size=args.group_size
+            selection="mean",
+            vit=vit,
+            decoder=None,
+            pixels=spec,
+            group_size=args.group_size,
+            device=device,
         )
         for r in rates:
             rule = Rate(r)

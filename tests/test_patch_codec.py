@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcom.codec.entropy import encode_auto
 from semcom.codec.pillow import available_formats
 from semcom.data.synthetic import SyntheticWorld
 from semcom.errors import BitstreamError, InputError
@@ -19,6 +18,7 @@ from semcom.patches.codec import (
     POS_COMBINATORIAL,
     POS_GAPS,
     PixelCodec,
+    _exp_golomb,  # builds hand-made gap payloads
     decode_groups,
     decode_positions,
     encode_positions,
@@ -83,7 +83,8 @@ def test_position_mode_choice():
     assert enc[0] == POS_COMBINATORIAL and len(enc) == 1 + 6
     # everything / nothing kept: the combinatorial rank is empty
     assert encode_positions(np.arange(64), 64) == bytes([POS_COMBINATORIAL])
-    assert encode_positions(np.arange(0), 64) == bytes([POS_COMBINATORIAL])
+    assert len(encode_positions(np.arange(0), 64)) == 1
+    assert decode_positions(encode_positions(np.arange(0), 64), 64, 0).size == 0
     np.testing.assert_array_equal(decode_positions(bytes([2]), 64, 64), np.arange(64))
 
 
@@ -92,6 +93,10 @@ def test_positions_bitmap_decoder():
     bits[[0, 5, 11]] = True
     payload = bytes([POS_BITMAP]) + np.packbits(bits).tobytes()
     np.testing.assert_array_equal(decode_positions(payload, 12, 3), [0, 5, 11])
+    # gaps: 0 -> "1", 1 -> "010", 4 -> "00101"; [0, 2, 7] has gaps [0, 1, 4]
+    assert _exp_golomb([0, 1, 4]) == bytes([0b10100010, 0b10000000])
+    payload = bytes([POS_GAPS, 0b10100010, 0b10000000])
+    np.testing.assert_array_equal(decode_positions(payload, 12, 3), [0, 2, 7])
 
 
 @pytest.mark.parametrize(
@@ -107,8 +112,11 @@ def test_positions_bitmap_decoder():
         (bytes([POS_COMBINATORIAL]) + b"\x00" * 3, 64, 32, "rank wrong length"),
         (bytes([POS_COMBINATORIAL]), 64, 65, "k > P"),
         (bytes([POS_GAPS]), 64, 3, "gaps truncated"),
-        (bytes([POS_GAPS]) + encode_auto([60, 1, 0, 0], 61), 64, 4, "index out of range"),
-        (bytes([POS_GAPS]) + encode_auto([1, 2, 3], 62), 64, 2, "count differs from k"),
+        (bytes([POS_GAPS]) + _exp_golomb([60, 1, 0, 0]), 64, 4, "index out of range"),
+        (bytes([POS_GAPS]) + _exp_golomb([1, 2, 3]), 64, 2, "more gaps than k"),
+        (bytes([POS_GAPS]) + _exp_golomb([1, 2]), 64, 3, "fewer gaps than k"),
+        (bytes([POS_GAPS, 0x81]), 64, 1, "non-zero padding"),
+        (bytes([POS_GAPS, 0, 0, 0, 1]), 64, 1, "code too long"),
     ],
 )
 def test_positions_reject(payload, p, k, why):

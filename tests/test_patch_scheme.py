@@ -208,6 +208,24 @@ def test_partial_rate_sparse_image(vit, images):
     assert (out["x_hat"][:, ~pix] == 128).all()  # the stand-in's grey
 
 
+class ConstantDecoder(nn.Module):
+    def forward(self, sparse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(sparse, 0.25)
+
+
+def test_paste_received(vit, images):
+    for paste in (False, True):
+        sch = scheme(vit, pixels="raw", decoder=ConstantDecoder(), paste_received=paste)
+        out = sch.decompress(sch.compress(images[0], 0.5))
+        pix = out["mask"].view(SIZE // PS, SIZE // PS).repeat_interleave(PS, 0)
+        pix = pix.repeat_interleave(PS, 1)
+        assert (out["x_hat"][:, ~pix] == 64).all()
+        if paste:
+            assert torch.equal(out["x_hat"][:, pix], images[0][:, pix])
+        else:
+            assert (out["x_hat"][:, pix] == 64).all()
+
+
 def test_erasure_of_one_pixel_section(vit, images):
     sch = scheme(vit, pixels="raw", group_size=4)
     msg = sch.compress(images[1], 1.0)

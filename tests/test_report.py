@@ -170,6 +170,27 @@ def test_from_dict_rejects_missing_field_and_non_object():
         PointRecord.from_dict([1, 2, 3])
 
 
+def test_numpy_and_torch_scalars_become_plain(tmp_path):
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    rec = make_record(
+        "jpeg",
+        400,
+        "ideal",
+        mean_bytes=np.float32(412.5),
+        n_images=np.int64(256),
+        metrics={"psnr": np.float32(27.5), "accuracy": torch.tensor(0.75)},
+        settings={"rate": np.int64(400)},
+    )
+    assert type(rec.mean_bytes) is float and type(rec.n_images) is int
+    assert type(rec.metrics["accuracy"]) is float and rec.settings == {"rate": 400}
+    paths = write_results([rec], tmp_path)
+    assert load_results(paths["json"]) == [rec]
+    with paths["csv"].open(newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert row["metrics.psnr"] == "27.5" and row["mean_bytes"] == "412.5"
+
+
 def test_lower_is_better_names():
     assert not higher_is_better("featdist[semcom-classifier]")
     assert not higher_is_better("lpips")
@@ -249,16 +270,15 @@ def test_results_csv_shape_and_columns(tmp_path):
 # --------------------------------------------------------------------------- plots
 
 
-def test_plots_are_valid_pngs(tmp_path):
-    records = make_records()
-    paths = make_plots(records, tmp_path)
-    names = [p.name for p in paths]
-    assert names == [
+def test_plots_are_valid_pngs(report_dir):
+    out, _, _ = report_dir
+    paths = sorted(out.glob("plot_*.png"))
+    assert [p.name for p in paths] == [
         "plot_accuracy.png",
+        "plot_failure_rate.png",
+        "plot_featdist_semcom-classifier.png",
         "plot_psnr.png",
         "plot_ssim.png",
-        "plot_featdist_semcom-classifier.png",
-        "plot_failure_rate.png",
     ]
     for p in paths:
         with Image.open(p) as im:
@@ -326,7 +346,7 @@ def test_bd_rate_table_too_few_points_and_bad_args(fake_bd_rate):
     records = make_records() + [make_record("lonely", 400, "ideal")]
     entries = bd_rate_table(records, "psnr", "jpeg")
     lonely = next(e for e in entries if e.scheme == "lonely")
-    assert lonely.bd_rate is None and "1 point" in lonely.reason
+    assert lonely.bd_rate is None and "only 1 point" in lonely.reason
     assert len(calls) == 4  # the lonely scheme never reached bd_rate
     with pytest.raises(InputError):
         bd_rate_table(records, "psnr", "nope")
@@ -346,6 +366,16 @@ def test_bd_rate_table_with_real_metric():
     ]
     (entry,) = bd_rate_table(records, "psnr", "anchor")
     assert entry.bd_rate is not None and entry.bd_rate == pytest.approx(-50.0, abs=1.0)
+    # a lower-is-better metric: "half" is still the one needing fewer bytes
+    (entry,) = bd_rate_table(records, "featdist[semcom-classifier]", "anchor")
+    assert entry.bd_rate is not None and entry.bd_rate == pytest.approx(-50.0, abs=1.0)
+    # a curve whose quality drops as bytes grow cannot be compared: n/a with a reason
+    broken = records[:5] + [
+        make_record("broken", r, "ideal", metrics={"psnr": p})
+        for r, p in ((100, 30.0), (200, 25.0), (400, 28.0))
+    ]
+    (entry,) = bd_rate_table(broken, "psnr", "anchor")
+    assert entry.bd_rate is None and entry.reason
 
 
 # --------------------------------------------------------------------------- HTML

@@ -16,7 +16,7 @@ from semcom.models import zoo as zoo_mod
 from semcom.models.zoo import file_sha256, list_zoo, load_pretrained, zoo_dir, zoo_entry
 
 ENTRIES = list_zoo()
-MAIN_METRIC = {"classify": "accuracy", "segment": "miou"}
+MAIN_METRIC = {"classify": "accuracy", "segment": "miou", "reconstruct": "psnr"}
 
 
 def test_zoo_index_is_complete() -> None:
@@ -24,7 +24,7 @@ def test_zoo_index_is_complete() -> None:
     doc = json.loads((zoo_dir() / "zoo.json").read_text())
     total = 0
     for e in doc["models"]:
-        assert e["name"] in list_models()
+        assert e.get("arch", e["name"]) in list_models()
         for key in ("file", "sha256", "config", "train", "metrics", "check", "tolerance", "task"):
             assert key in e, (e["name"], key)
         assert e["train"]["command"].startswith("python -m semcom.train ")

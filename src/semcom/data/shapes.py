@@ -101,7 +101,7 @@ def _cross(u: Tensor, v: Tensor) -> Tensor:
 
 
 def _heart_geometry() -> tuple[float, float, float, float]:
-    """Side s of the tilted square, its centre c (on v) and circle centre (x, y), unit circumradius."""
+    """Heart geometry at unit circumradius: square side, its centre (on v), lobe centre (x, y)."""
     r2 = math.sqrt(2.0)
     shift = -((1.0 / (2.0 * r2) + 0.5) - 1.0 / r2) / 2.0  # centre the bounding box vertically
     ccx, ccy = 1.0 / (2.0 * r2), shift + 1.0 / (2.0 * r2)
@@ -185,6 +185,17 @@ def measure_unit_areas(res: int = 400) -> tuple[float, ...]:
 
 
 UNIT_AREAS: tuple[float, ...] = (
-    3.1416, 2.1914, 1.2990, 1.9995, 1.1997, 2.3788, 2.5981, 1.3225, 1.9296, 1.9742, 1.4509, 0.9890
+    3.1416,
+    2.1914,
+    1.2990,
+    1.9995,
+    1.1997,
+    2.3788,
+    2.5981,
+    1.3225,
+    1.9296,
+    1.9742,
+    1.4509,
+    0.9890,
 )
 """Area of each shape at circumradius 1 (``measure_unit_areas(1000)``, rounded)."""

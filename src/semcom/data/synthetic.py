@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -66,6 +66,7 @@ _COLOR_JITTER = 12.0  # +- per channel, small enough to keep the colour name tru
 _SHADE_RANGE = (0.2, 0.35)  # how far the texture's second colour moves to white/black
 _MIN_CONTRAST = 75.0
 _MOTTLE_WAVES = 3
+_CHUNK_PIXELS = 1 << 21  # pixels rendered at once (bounds temporary memory)
 _CANDIDATES = 8  # placement tries per distractor
 _GAP = 0.04  # minimum gap between bounding circles (normalised units)
 _POSITIONS = (
@@ -334,84 +335,88 @@ class SyntheticWorld:
         s = self.size
         return (torch.arange(s, dtype=torch.float32) + 0.5) * (2.0 / s) - 1.0
 
-    def _background(self, sc: _Scene) -> Tensor:
-        """Float ``(N, 3, S, S)`` in [0, 255]."""
+    def _background(self, sc: _Scene, img: Tensor, t: Tensor) -> None:
+        """Fill float ``img (N, 3, S, S)`` with backgrounds in [0, 255]; ``t (N, S, S)`` is scratch.
+
+        Each background is its base colour blended towards its shade by a texture in [0, 1].
+        """
         n, s = len(sc.tex), self.size
         xs = self._coords()
         x, y = xs.view(1, 1, s), xs.view(1, s, 1)
-        t = torch.zeros(n, s, s)
+        t.zero_()
         p = torch.from_numpy(sc.tex_params).float()
-        pix = 2.0 / s
+        half = torch.tensor(0.5)
+
+        def wave(ang: Tensor, freq: Tensor, phase: Tensor) -> Tensor:
+            # cos(freq * (x cos(ang) + y sin(ang)) + phase): broadcast small factors, one big add
+            return torch.cos(x * (torch.cos(ang) * freq) + (y * (torch.sin(ang) * freq) + phase))
+
         for kind in (_STRIPED, _CHECKERED, _MOTTLED, _SHADED):
             idx_np = np.flatnonzero(sc.tex == kind)
             if idx_np.size == 0:
                 continue
             idx = torch.from_numpy(idx_np)
-            q = p[idx]
-            ang = (q[:, 0] * math.pi).view(-1, 1, 1)
-            ca, sa = torch.cos(ang), torch.sin(ang)
+            q = p[idx].view(len(idx), -1, 1, 1)
+            ang = q[:, 0] * math.pi
             if kind in (_STRIPED, _CHECKERED):
-                period = (0.15 + 0.35 * q[:, 1]).view(-1, 1, 1)
+                period = 0.15 + 0.35 * q[:, 1]
                 freq = 2.0 * math.pi / period
-                sharp = period / (2.0 * math.pi * pix)  # ~1 pixel wide transitions
-                ph = (q[:, 2] * 2.0 * math.pi).view(-1, 1, 1)
-                w = torch.cos((x * ca + y * sa) * freq + ph).mul_(sharp).clamp_(-1.0, 1.0)
-                if kind == _CHECKERED:
-                    ph2 = (q[:, 3] * 2.0 * math.pi).view(-1, 1, 1)
-                    w2 = torch.cos((y * ca - x * sa) * freq + ph2).mul_(sharp).clamp_(-1.0, 1.0)
-                    w = w * w2
-                tk = w.mul_(0.5).add_(0.5)
-            elif kind == _MOTTLED:
+                sharp = period * (s / (4.0 * math.pi))  # ~1 pixel wide transitions
+                w = wave(ang, freq, q[:, 2] * (2.0 * math.pi))
+                if kind == _STRIPED:
+                    tk = torch.addcmul(half, w, sharp * 0.5).clamp_(0.0, 1.0)
+                else:
+                    w2 = wave(ang + math.pi / 2.0, freq, q[:, 3] * (2.0 * math.pi))
+                    w.mul_(sharp).clamp_(-1.0, 1.0)
+                    w2.mul_(sharp).clamp_(-1.0, 1.0)
+                    tk = torch.addcmul(half, w, w2, value=0.5)
+            elif kind == _MOTTLED:  # smooth noise: a few low-frequency plane waves
                 tk = torch.full((len(idx), s, s), 0.5)
                 for i in range(_MOTTLE_WAVES):
-                    a = (q[:, 4 + 3 * i] * 2.0 * math.pi).view(-1, 1, 1)
-                    f = (2.0 * math.pi * (0.5 + 1.5 * q[:, 5 + 3 * i])).view(-1, 1, 1)
-                    ph = (q[:, 6 + 3 * i] * 2.0 * math.pi).view(-1, 1, 1)
-                    wave = torch.cos((x * torch.cos(a) + y * torch.sin(a)) * f + ph)
-                    tk.add_(wave, alpha=0.5 / _MOTTLE_WAVES)
+                    a = q[:, 4 + 3 * i] * (2.0 * math.pi)
+                    f = (0.5 + 1.5 * q[:, 5 + 3 * i]) * (2.0 * math.pi)
+                    tk.add_(
+                        wave(a, f, q[:, 6 + 3 * i] * (2.0 * math.pi)), alpha=0.5 / _MOTTLE_WAVES
+                    )
             else:  # shaded: linear gradient across the image
                 ang2 = ang * 2.0
-                tk = ((x * torch.cos(ang2) + y * torch.sin(ang2)) * 0.5 + 0.5).clamp_(0.0, 1.0)
+                g = x * (torch.cos(ang2) * 0.5) + (y * (torch.sin(ang2) * 0.5) + 0.5)
+                tk = g.clamp_(0.0, 1.0)
             t[idx] = tk
         base = torch.from_numpy(sc.bg_rgb).float().view(n, 3, 1, 1)
         diff = torch.from_numpy(sc.shade_rgb).float().view(n, 3, 1, 1) - base
-        return base + diff * t.unsqueeze(1)
+        torch.addcmul(base, diff, t.unsqueeze(1), out=img)
 
-    def _coverage(self, sel: np.ndarray, sc: _Scene, slot: int, x: Tensor, y: Tensor) -> Tensor:
-        """Coverage in [0, 1] of object ``slot`` of samples ``sel`` on pixel centres ``x, y``.
+    def _coverage(self, c: int, obj: tuple[np.ndarray, ...], x: Tensor, y: Tensor) -> Tensor:
+        """Coverage in [0, 1] (float32) of M objects of class ``c`` on pixel centres ``x, y``.
 
-        ``x``: ``(M, 1, w)``, ``y``: ``(M, h, 1)`` normalised coordinates; returns ``(M, h, w)``.
+        ``obj``: numpy ``(M,)`` arrays ``(cx, cy, radius, rotation)``; ``x``: ``(M or 1, 1, w)``
+        and ``y``: ``(M or 1, h, 1)`` normalised coordinates. Returns ``(M, h, w)``.
         """
-        out = torch.empty(len(sel), y.shape[1], x.shape[2])
-        cls = sc.cls[sel, slot]
-        half = self.size / 2.0
-        for c in np.unique(cls):
-            rows = np.flatnonzero(cls == c)
-            i = sel[rows]
-            r = torch.from_numpy(sc.radius[i, slot]).float().view(-1, 1, 1)
-            cos = torch.from_numpy(np.cos(sc.rot[i, slot])).float().view(-1, 1, 1) / r
-            sin = torch.from_numpy(np.sin(sc.rot[i, slot])).float().view(-1, 1, 1) / r
-            tr = torch.from_numpy(rows)
-            dx = x[tr] - torch.from_numpy(sc.cx[i, slot]).float().view(-1, 1, 1)
-            dy = y[tr] - torch.from_numpy(sc.cy[i, slot]).float().view(-1, 1, 1)
-            u = dx * cos + dy * sin
-            v = dy * cos - dx * sin
-            d = signed_distance(int(c), u, v).mul_(r * half)  # in pixels
-            if self.antialias:
-                out[tr] = d.add_(0.5).clamp_(0.0, 1.0)
-            else:
-                out[tr] = (d > 0).float()
-        return out
+        cx, cy, r, rot = (torch.from_numpy(a).float().view(-1, 1, 1) for a in obj)
+        cos, sin = torch.cos(rot) / r, torch.sin(rot) / r
+        dx, dy = x - cx, y - cy
+        u = dx * cos + dy * sin
+        v = dy * cos - dx * sin
+        d = signed_distance(c, u, v)
+        if not self.antialias:
+            return (d > 0).float()
+        # distance in pixels + 0.5, clamped: ~1 pixel wide soft edge, 0.5 exactly on the outline
+        return torch.addcmul(torch.tensor(0.5), d, r * (self.size / 2.0)).clamp_(0.0, 1.0)
 
     def _draw_main(self, img: Tensor, mask: Tensor, sc: _Scene) -> None:
-        n, s = img.shape[0], self.size
+        """Draw the main objects; samples must be sorted by main class (contiguous slices)."""
+        s = self.size
         xs = self._coords()
-        sel = np.arange(n)
-        cov = self._coverage(sel, sc, 0, xs.view(1, 1, s).expand(n, 1, s), xs.view(1, s, 1).expand(n, s, 1))
-        col = torch.from_numpy(sc.rgb[:, 0]).float().view(n, 3, 1, 1)
-        img.add_((col - img).mul_(cov.unsqueeze(1)))
-        lab = torch.from_numpy(sc.cls[:, 0] + 1).to(torch.uint8).view(n, 1, 1)
-        torch.where(cov > 0.5, lab, mask, out=mask)
+        x, y = xs.view(1, 1, s), xs.view(1, s, 1)
+        cls = sc.cls[:, 0]
+        for c in np.unique(cls):
+            a, b = np.searchsorted(cls, c, "left"), np.searchsorted(cls, c, "right")
+            obj = (sc.cx[a:b, 0], sc.cy[a:b, 0], sc.radius[a:b, 0], sc.rot[a:b, 0])
+            cov = self._coverage(int(c), obj, x, y)
+            col = torch.from_numpy(sc.rgb[a:b, 0]).float().view(-1, 3, 1, 1)
+            img[a:b].lerp_(col.expand(-1, -1, s, s), cov.unsqueeze(1))
+            mask[a:b].masked_fill_(cov > 0.5, int(c) + 1)
 
     def _draw_small(self, img: Tensor, mask: Tensor, sc: _Scene, slot: int) -> None:
         """Draw object ``slot`` of every sample that has it, inside a window around it."""
@@ -425,26 +430,36 @@ class SyntheticWorld:
         # window origin in pixels, kept inside the image
         x0 = np.clip(np.floor((sc.cx[sel, slot] + 1.0) * (s / 2.0)) - win // 2, 0, s - win)
         y0 = np.clip(np.floor((sc.cy[sel, slot] + 1.0) * (s / 2.0)) - win // 2, 0, s - win)
-        x0t = torch.from_numpy(x0.astype(np.int64)).view(-1, 1, 1)
-        y0t = torch.from_numpy(y0.astype(np.int64)).view(-1, 1, 1)
-        px = x0t + ar.view(1, 1, win)  # (M, 1, win)
-        py = y0t + ar.view(1, win, 1)  # (M, win, 1)
+        px = torch.from_numpy(x0.astype(np.int64)).view(-1, 1, 1) + ar.view(1, 1, win)
+        py = torch.from_numpy(y0.astype(np.int64)).view(-1, 1, 1) + ar.view(1, win, 1)
         scale = 2.0 / s
-        cov = self._coverage(sel, sc, slot, (px + 0.5) * scale - 1.0, (py + 0.5) * scale - 1.0)
-        samples = torch.from_numpy(sel).view(-1, 1, 1)
-        pix = (py * s + px) + samples * (s * s)  # (M, win, win) flat index into (N, S, S)
+        x, y = (px + 0.5) * scale - 1.0, (py + 0.5) * scale - 1.0  # (M, 1, win), (M, win, 1)
+        cov = torch.empty(len(sel), win, win)
+        cls = sc.cls[sel, slot]
+        for c in np.unique(cls):
+            rows = np.flatnonzero(cls == c)
+            i = sel[rows]
+            obj = (sc.cx[i, slot], sc.cy[i, slot], sc.radius[i, slot], sc.rot[i, slot])
+            tr = torch.from_numpy(rows)
+            cov[tr] = self._coverage(int(c), obj, x[tr], y[tr])
+        # composite only the pixels the objects touch (a small part of each window)
         plane = s * s
-        idx = (samples * (3 * plane) + (py * s + px)).unsqueeze(1) + (
-            torch.arange(3) * plane
-        ).view(1, 3, 1, 1)  # (M, 3, win, win) flat index into (N, 3, S, S)
+        pix = py * s + px + torch.from_numpy(sel).view(-1, 1, 1) * plane  # into (N, S, S)
+        touched = cov > 0.0
+        k_pix, k_cov = pix[touched], cov[touched]
+        k_obj = touched.view(len(sel), -1).sum(1)
+        chan = (k_pix // plane) * (2 * plane) + k_pix  # offset into (N, 3, S, S), channel 0
+        idx = chan.unsqueeze(1) + torch.arange(3).unsqueeze(0) * plane  # (K, 3)
+        col = torch.from_numpy(sc.rgb[sel, slot]).float().repeat_interleave(k_obj, dim=0)
         flat = img.view(-1)
-        region = flat[idx]
-        col = torch.from_numpy(sc.rgb[sel, slot]).float().view(-1, 3, 1, 1)
-        region.add_((col - region).mul_(cov.unsqueeze(1)))
-        flat[idx] = region
-        mflat = mask.view(-1)
-        lab = torch.from_numpy(sc.cls[sel, slot] + 1).to(torch.uint8).view(-1, 1, 1)
-        mflat[pix] = torch.where(cov > 0.5, lab, mflat[pix])
+        flat[idx] = flat[idx].lerp_(col, k_cov.unsqueeze(1))
+        inside = cov > 0.5
+        lab = (
+            torch.from_numpy(cls + 1)
+            .to(torch.uint8)
+            .repeat_interleave(inside.view(len(sel), -1).sum(1))
+        )
+        mask.view(-1)[pix[inside]] = lab
 
     # ------------------------------------------------------------------- public
     def generate(
@@ -460,21 +475,41 @@ class SyntheticWorld:
         arr = _as_seeds(seeds)
         n, s = len(arr), self.size
         sc = self._sample(arr)
+        images = torch.empty(n, 3, s, s, dtype=torch.uint8)
+        masks = torch.empty(n, s, s, dtype=torch.int64)
+        # render in chunks that stay in cache, each sorted by main class so that every class
+        # is one contiguous slice; results go straight to their place in the output
+        chunk = max(1, min(n, _CHUNK_PIXELS // (s * s)))
+        img_buf = torch.empty(chunk, 3, s, s)
+        t_buf = torch.empty(chunk, s, s)
+        mask_buf = torch.empty(chunk, s, s, dtype=torch.uint8)
         with torch.no_grad():
-            img = self._background(sc) if n else torch.zeros(0, 3, s, s)
-            mask = torch.zeros(n, s, s, dtype=torch.uint8)
-            if n:
-                self._draw_main(img, mask, sc)
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                order = start + np.argsort(sc.cls[start:stop, 0], kind="stable")
+                part = _Scene(*(getattr(sc, f.name)[order] for f in fields(_Scene)))
+                img, mask = img_buf[: stop - start], mask_buf[: stop - start].zero_()
+                self._background(part, img, t_buf[: stop - start])
+                self._draw_main(img, mask, part)
                 for slot in range(1, 1 + self.max_distractors):
-                    self._draw_small(img, mask, sc, slot)
-            images = img.add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
+                    self._draw_small(img, mask, part, slot)
+                # values are convex combinations of colours in [0, 255]: +0.5 then truncate
+                back = torch.from_numpy(np.argsort(order))  # undo the sort
+                images[start:stop] = img.add_(0.5).to(torch.uint8).index_select(0, back)
+                masks[start:stop] = mask.index_select(0, back)
         return SyntheticBatch(
             images=images,
             labels=torch.from_numpy(sc.cls[:, 0].copy()),
-            masks=mask.to(torch.int64),
+            masks=masks,
             captions=_captions(sc, self.main_size) if captions else None,
             seeds=torch.from_numpy(arr.copy()),
         )
+
+    def labels(self, seeds: Tensor | np.ndarray | Sequence[int] | range) -> Tensor:
+        """The labels of ``seeds`` without rendering anything: int64 ``(N,)``."""
+        arr = _as_seeds(seeds)
+        u = uniforms(seed_keys(arr, self.key), [_F_CLASS])[:, 0]
+        return torch.from_numpy(np.minimum((u * NUM_CLASSES).astype(np.int64), NUM_CLASSES - 1))
 
     def caption(self, seed: int) -> str:
         """The caption of one seed (same text as ``generate([seed], captions=True)``)."""

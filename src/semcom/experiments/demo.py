@@ -19,13 +19,26 @@ from semcom.experiments.sweep import (
 
 
 def available_schemes() -> list[str]:
-    """Every registered scheme that can run here (codecs this Pillow build lacks are left out)."""
+    """Every registered scheme that can run here: codecs this Pillow build lacks and schemes
+    whose zoo weights are missing are left out (with a note on stderr)."""
+    import sys
+
     from semcom.codec.pillow import available_formats
-    from semcom.schemes import list_schemes
+    from semcom.schemes import create_scheme, list_schemes
 
     fmts = set(available_formats())
     codec = {"jpeg", "webp", "avif"}
-    return [s for s in list_schemes() if s not in codec or s in fmts]
+    out = []
+    for name in list_schemes():
+        if name in codec and name not in fmts:
+            print(f"semcom: skipping {name}: this Pillow build cannot write it", file=sys.stderr)
+            continue
+        reason = create_scheme(name).unavailable_reason()
+        if reason:
+            print(f"semcom: skipping {name}: {reason}", file=sys.stderr)
+            continue
+        out.append(name)
+    return out
 
 
 def run_demo(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import numbers
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,8 +76,22 @@ def current_git_commit(path: str | Path | None = None) -> str | None:
     return commit if out.returncode == 0 and commit else None
 
 
+def _plain(value: Any) -> Any:
+    """numpy / torch scalars as Python ``int`` / ``float``; anything else unchanged."""
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
 def to_json_safe(value: Any) -> Any:
-    """Copy of ``value`` with non-finite floats replaced by None (strict JSON)."""
+    """Copy of ``value`` with numpy/torch scalars made plain and non-finite floats as None."""
+    value = _plain(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
@@ -186,6 +201,21 @@ class PointRecord:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
+        # numpy / torch scalars from the sweep become plain numbers (clean JSON and CSV)
+        try:
+            for name in ("mean_bytes", "mean_channel_bytes", "bpp", "failure_rate"):
+                setattr(self, name, float(_plain(getattr(self, name))))
+            self.n_images, self.seed = int(_plain(self.n_images)), int(_plain(self.seed))
+            self.metrics = {
+                str(k): math.nan if v is None else float(_plain(v)) for k, v in self.metrics.items()
+            }
+            self.timing = {
+                str(k): math.nan if v is None else float(_plain(v)) for k, v in self.timing.items()
+            }
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"invalid record value: {exc}") from None
+        self.settings = to_json_safe(self.settings)
+        self.channel_config = to_json_safe(self.channel_config)
         if not self.version:
             from semcom import __version__
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import html
+import inspect
 import json
 import math
 import os
@@ -44,6 +45,7 @@ __all__ = [
     "default_anchor",
     "load_results",
     "make_plots",
+    "metric_label",
     "print_summary",
     "write_html",
     "write_report",
@@ -148,8 +150,8 @@ def _curve(records: Iterable[PointRecord], metric: str) -> tuple[list[float], li
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def metric_label(metric: str) -> str:
-    """Human label of a metric name, with units and direction where useful."""
+def metric_label(metric: str, direction: bool = True) -> str:
+    """Human label of a metric name with units (and "lower is better" when ``direction``)."""
     if metric.startswith("featdist"):
         inner = metric[len("featdist") :].strip("[]")
         label = f"feature distance [{inner}]" if inner else "feature distance"
@@ -157,7 +159,9 @@ def metric_label(metric: str) -> str:
         label = f"LPIPS {metric[len('lpips') :].strip('[]_')}"
     else:
         label = _METRIC_LABELS.get(metric, metric)
-    return label if higher_is_better(metric) else f"{label} (lower is better)"
+    if direction and not higher_is_better(metric):
+        return f"{label} (lower is better)"
+    return label
 
 
 def _data_summary(records: Sequence[PointRecord]) -> str:
@@ -320,6 +324,14 @@ def _grid_figure(n_panels: int) -> tuple[Any, list[Any]]:
     return fig, axes[:n_panels]
 
 
+def _bytes_tick(x: float, _pos: Any = None) -> str:
+    """Plain tick labels on the log bytes axis: 20, 500, 2k, 1.5M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:g}{suffix}"
+    return f"{x:g}"
+
+
 def _plot_figure(
     records: Sequence[PointRecord],
     value: str,
@@ -329,6 +341,8 @@ def _plot_figure(
     styles: Mapping[str, tuple[Any, str]],
 ) -> None:
     """One PNG: ``value`` (a metric, or ``failure_rate``) against bytes, a panel per condition."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     groups = _by_condition(records)
     fig, axes = _grid_figure(len(groups))
     handles: dict[str, Any] = {}
@@ -350,6 +364,12 @@ def _plot_figure(
             handles.setdefault(scheme, line)
             drawn = True
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_bytes_tick))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if value == "failure_rate":
+            top = max((100.0 * r.failure_rate for r in recs), default=0.0)
+            ax.set_ylim(-1.0, max(5.0, 1.1 * top))
         ax.set_title(_mpl_text(f"channel: {cond}"), fontsize=10)
         ax.set_xlabel(BYTES_LABEL)
         ax.set_ylabel(_mpl_text(ylabel))
@@ -391,8 +411,9 @@ def make_plots(
             stem += "_"
         used.add(stem)
         path = out / f"{stem}.png"
-        label = metric_label(metric)
-        _plot_figure(recs, metric, label, f"{label} vs bytes — {data}", path, styles)
+        ylabel = metric_label(metric, direction=False).replace(" [", "\n[")
+        title = f"{metric_label(metric)} vs bytes — {data}"
+        _plot_figure(recs, metric, ylabel, title, path, styles)
         paths.append(path)
     if any(r.failure_rate > 0 for r in recs):
         path = out / "plot_failure_rate.png"
@@ -423,6 +444,33 @@ class BDRateEntry:
         return f"{self.bd_rate:+.1f} %"
 
 
+def _points(n: int) -> str:
+    return "no points" if n == 0 else "only 1 point" if n == 1 else f"{n} points"
+
+
+def _bd_caller(bd_rate: Any, higher: bool) -> Any:
+    """``f(rate_a, metric_a, rate_b, metric_b) -> float`` around ``semcom.metrics.bd_rate``.
+
+    Uses its ``higher_is_better=`` / ``strict=`` keywords when it has them (``strict``
+    turns NaN into an InputError that says why); otherwise negates lower-is-better metrics.
+    """
+    try:
+        params = inspect.signature(bd_rate).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs: dict[str, Any] = {"strict": True} if "strict" in params else {}
+    sign = 1.0
+    if "higher_is_better" in params:
+        kwargs["higher_is_better"] = higher
+    elif not higher:
+        sign = -1.0
+
+    def call(ra: list[float], ma: list[float], rb: list[float], mb: list[float]) -> float:
+        return float(bd_rate(ra, [sign * m for m in ma], rb, [sign * m for m in mb], **kwargs))
+
+    return call
+
+
 def default_anchor(records: Sequence[PointRecord]) -> str:
     """The anchor scheme used when none is given: ``jpeg`` if present, else the first scheme."""
     schemes = _unique(r.scheme for r in records)
@@ -448,7 +496,7 @@ def bd_rate_table(
         raise InputError(f"anchor scheme {anchor_scheme!r} is not in the records")
     if metric not in _metrics(recs):
         raise InputError(f"metric {metric!r} is not in the records")
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    call = _bd_caller(bd_rate, higher_is_better(metric))
     entries: list[BDRateEntry] = []
     for cond, group in _by_condition(recs).items():
         anchor_x, anchor_y = _curve((r for r in group if r.scheme == anchor_scheme), metric)
@@ -458,13 +506,12 @@ def bd_rate_table(
             xs, ys = _curve((r for r in group if r.scheme == scheme), metric)
             value: float | None = None
             if len(anchor_x) < 2:
-                reason = f"anchor has {len(anchor_x)} point(s) here"
+                reason = f"anchor has {_points(len(anchor_x))} here"
             elif len(xs) < 2:
-                reason = f"{len(xs)} point(s) with this metric"
+                reason = f"{_points(len(xs))} with this metric"
             else:
                 try:
-                    ya = [sign * y for y in anchor_y]
-                    value = float(bd_rate(anchor_x, ya, xs, [sign * y for y in ys]))
+                    value = call(anchor_x, anchor_y, xs, ys)
                     reason = "" if math.isfinite(value) else "curves do not overlap"
                 except (ValueError, ArithmeticError) as exc:  # InputError is a ValueError
                     reason = str(exc).strip() or type(exc).__name__
@@ -496,7 +543,7 @@ code, .cfg { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:12
 table { border-collapse:collapse; font-size:13px; margin:4px 0 8px; }
 th, td { padding:4px 10px; border-bottom:1px solid var(--line); text-align:left;
   white-space:nowrap; }
-th { background:#eef1f4; font-weight:600; }
+th { background:#eef1f4; font-weight:600; white-space:normal; vertical-align:bottom; }
 tbody tr:nth-child(even) { background:var(--stripe); }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 td.na { color:var(--muted); font-size:12px; white-space:normal; max-width:260px; }
@@ -516,9 +563,9 @@ def _fmt_metric(metric: str, value: float | None) -> str:
     if not _finite(value):
         return "–"
     assert value is not None
-    if metric == "psnr":
-        return f"{value:.2f}"
-    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+    if metric == "psnr" or abs(value) >= 10:
+        return f"{value:,.2f}"
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"
 
 
 def _fmt_bytes(value: float) -> str:
@@ -539,7 +586,8 @@ def _summary_table(recs: Sequence[PointRecord], metrics: Sequence[str]) -> str:
     head += [f'<th class="num">{_e(h)}</th>' for h in ("bytes", "channel bytes", "bpp")]
     for m in metrics:
         arrow = "↑" if higher_is_better(m) else "↓"
-        head.append(f'<th class="num" title="{_e(metric_label(m))}">{_e(m)} {arrow}</th>')
+        name = _e(m).replace("[", "<wbr>[")
+        head.append(f'<th class="num" title="{_e(metric_label(m))}">{name}&nbsp;{arrow}</th>')
     head.append('<th class="num">failed</th>')
     head += [f'<th class="num">{_e(t.replace("_ms", " ms"))}</th>' for t in timings]
     body = []

@@ -4,9 +4,11 @@ Input ``float32 (N, 3, H, W)`` in ``[0, 1]`` (``H``, ``W`` divisible by 8 are th
 tidy case; any size >= 8 works thanks to global average pooling); output logits
 ``float32 (N, C)`` with ``C = num_classes`` (defaults to ``len(semcom.data.CLASS_NAMES)``).
 
-Layout (default ``widths=(24, 32, 64, 128)``, ~0.3 M parameters)::
+Layout (default ``widths=(24, 32, 64, 128)``, ~0.3 M parameters; ``edge_stem=False``
+feeds the normalised 3-channel image to the stem instead of ``edges``)::
 
-    stem        3x3 conv (3 -> w0) + norm + ReLU             (N, w0, H,   W)
+    edges       fixed [x, |sobel_x|, |sobel_y|] (no params)  (N, 9,  H,   W)
+    stem        3x3 conv (9 -> w0) + norm + ReLU             (N, w0, H,   W)
     stages.0    3x3 stride-2 conv (w0 -> w1) + norm + ReLU,  (N, w1, H/2, W/2)
                 then relu(y + norm(3x3 conv(y)))
     stages.1    same, w1 -> w2                               (N, w2, H/4, W/4)
@@ -39,7 +41,13 @@ import torch
 from torch import Tensor, nn
 
 from semcom.errors import InputError
-from semcom.models._common import ConvNormAct, check_widths, make_norm, resolve_num_classes
+from semcom.models._common import (
+    ConvNormAct,
+    EdgeFeatures,
+    check_widths,
+    make_norm,
+    resolve_num_classes,
+)
 from semcom.models.registry import register_model
 
 __all__ = ["ShapeClassifier"]
@@ -87,6 +95,8 @@ class ShapeClassifier(nn.Module):
         norm: ``"batch"`` (default), ``"group"`` (batch-independent) or ``"none"``.
         dropout: dropout before the final linear layer.
         aux_head: add the training-only 1/8-resolution mask head ``aux``.
+        edge_stem: expand the input with fixed colour-channel Sobel edge magnitudes
+            (``semcom.models._common.EdgeFeatures``) before the stem.
     """
 
     task = "classify"
@@ -98,6 +108,7 @@ class ShapeClassifier(nn.Module):
         norm: str = "batch",
         dropout: float = 0.1,
         aux_head: bool = True,
+        edge_stem: bool = True,
     ) -> None:
         super().__init__()
         num_classes = resolve_num_classes(num_classes)
@@ -112,8 +123,10 @@ class ShapeClassifier(nn.Module):
             "norm": norm,
             "dropout": float(dropout),
             "aux_head": bool(aux_head),
+            "edge_stem": bool(edge_stem),
         }
-        self.stem = ConvNormAct(3, widths[0], norm)
+        self.edges = EdgeFeatures() if edge_stem else None
+        self.stem = ConvNormAct(EdgeFeatures.out_channels if edge_stem else 3, widths[0], norm)
         self.stages = nn.ModuleList(
             _Stage(widths[i], widths[i + 1], norm) for i in range(len(widths) - 1)
         )
@@ -131,13 +144,12 @@ class ShapeClassifier(nn.Module):
             if isinstance(norm, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.zeros_(norm.weight)
 
-    @staticmethod
-    def _check(x: Tensor) -> Tensor:
+    def _check(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"expected a float image batch (N, 3, H, W), got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise InputError(f"expected float input in [0, 1], got dtype {x.dtype}")
-        return (x - _MEAN) / _STD
+        return self.edges(x) if self.edges is not None else (x - _MEAN) / _STD
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Intermediate maps ``[stem, stages.0, stages.1, stages.2]`` for ``x`` (N, 3, H, W)."""

@@ -109,11 +109,11 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Build the model registered as ``name`` with config ``kwargs``.
 
-    ``pretrained=True`` loads the zoo checkpoint for ``name`` (its sha256 is verified);
-    ``kwargs`` must then agree with the zoo entry's config. Unknown names and bad
-    config arguments raise ``InputError``.
+    ``pretrained=True`` loads the zoo checkpoint for ``name`` (its sha256 is verified;
+    ``name`` may also be a zoo-only name such as ``"vit-synth"`` whose entry records the
+    registered ``arch``); ``kwargs`` must then agree with the zoo entry's config.
+    Unknown names and bad config arguments raise ``InputError``.
     """
-    fn = model_entrypoint(name)
     if pretrained:
         from semcom.models.zoo import load_pretrained
 
@@ -126,6 +126,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
                 f"cannot override {sorted(clash)}"
             )
         return model
+    fn = model_entrypoint(name)
     try:
         model = fn(**kwargs)
     except TypeError as exc:

@@ -7,9 +7,12 @@ class ``k`` (matching ``batch.masks``).
 Layout (default ``widths=(16, 32, 64, 128)``, ~0.3 M parameters). The decoder is the
 light, additive kind (as in FPN / LinkNet): the coarser map is projected by a 1x1 conv
 to the skip's width *before* upsampling, added to the skip, then refined by one 3x3
-conv, which keeps the full-resolution cost small on a CPU::
+conv, which keeps the full-resolution cost small on a CPU. ``edges`` is the fixed
+colour-invariant edge expansion of ``semcom.models._common.EdgeFeatures``
+(``edge_stem=False``: the normalised 3-channel image goes to ``enc.0`` instead)::
 
-    enc.0        2 x (3x3 conv + norm + ReLU), 3 -> w0         (N, w0, H,   W)
+    edges        fixed [x, |sobel_x|, |sobel_y|] (no params)   (N, 9,  H,   W)
+    enc.0        2 x (3x3 conv + norm + ReLU), 9 -> w0         (N, w0, H,   W)
     enc.1        maxpool 2, 2 x conv, w0 -> w1                 (N, w1, H/2, W/2)
     enc.2        maxpool 2, 2 x conv, w1 -> w2                 (N, w2, H/4, W/4)
     bottleneck   maxpool 2, 2 x conv, w2 -> w3                 (N, w3, H/8, W/8)
@@ -33,7 +36,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semcom.errors import InputError
-from semcom.models._common import ConvNormAct, check_widths, make_norm, resolve_num_classes
+from semcom.models._common import (
+    ConvNormAct,
+    EdgeFeatures,
+    check_widths,
+    make_norm,
+    resolve_num_classes,
+)
 from semcom.models.registry import register_model
 
 __all__ = ["ShapeSegmenter"]
@@ -90,6 +99,7 @@ class ShapeSegmenter(nn.Module):
             the output has ``C + 1`` channels (background first).
         widths: channels at the four resolutions (4 ints).
         norm: ``"batch"`` (default), ``"group"`` or ``"none"``.
+        edge_stem: expand the input with fixed Sobel edge magnitudes first.
     """
 
     task = "segment"
@@ -99,16 +109,24 @@ class ShapeSegmenter(nn.Module):
         num_classes: int | None = None,
         widths: tuple[int, ...] | list[int] = (16, 32, 64, 128),
         norm: str = "batch",
+        edge_stem: bool = True,
     ) -> None:
         super().__init__()
         num_classes = resolve_num_classes(num_classes)
         w = check_widths(widths, 4)
         make_norm(norm, 1)
         self.num_classes = num_classes
-        self.config: dict = {"num_classes": num_classes, "widths": list(w), "norm": norm}
+        self.config: dict = {
+            "num_classes": num_classes,
+            "widths": list(w),
+            "norm": norm,
+            "edge_stem": bool(edge_stem),
+        }
+        self.edges = EdgeFeatures() if edge_stem else None
+        cin = EdgeFeatures.out_channels if edge_stem else 3
         self.enc = nn.ModuleList(
             [
-                _DoubleConv(3, w[0], norm),
+                _DoubleConv(cin, w[0], norm),
                 _DoubleConv(w[0], w[1], norm),
                 _DoubleConv(w[1], w[2], norm),
             ]
@@ -130,7 +148,7 @@ class ShapeSegmenter(nn.Module):
             raise InputError(f"expected float input in [0, 1], got dtype {x.dtype}")
         if x.shape[2] % 8 or x.shape[3] % 8:
             raise InputError(f"image height and width must be divisible by 8, got {tuple(x.shape)}")
-        h = (x - _MEAN) / _STD
+        h = self.edges(x) if self.edges is not None else (x - _MEAN) / _STD
         skips = []
         for i, enc in enumerate(self.enc):
             h = enc(h if i == 0 else F.max_pool2d(h, 2))

@@ -4,6 +4,7 @@
 
     {"format_version": 1,
      "models": [{"name": ..., "file": ..., "sha256": ..., "bytes": ..., "task": ...,
+                 "arch": ...,  # optional: registry name to build (default: name)
                  "config": {...},
                  "train": {"command": "python -m semcom.train ...", "seed": ..., "steps": ...,
                            "batch_size": ..., "lr": ..., "wall_s": ..., "host": ...},
@@ -88,6 +89,10 @@ def file_sha256(path: str | Path) -> str:
 def load_pretrained(name: str) -> nn.Module:
     """Load zoo model ``name`` in eval mode after verifying its sha256.
 
+    The model is built as the entry's ``arch`` (default: ``name``) with the checkpoint's
+    config; ``model.zoo_name`` is set to ``name``, and ``model.task`` to the entry's
+    ``task`` when the architecture has none (e.g. a ViT judged as a classifier).
+
     Raises ``InputError`` for an unknown name or a missing file and ``BitstreamError``
     for a hash mismatch or a malformed file.
     """
@@ -103,7 +108,12 @@ def load_pretrained(name: str) -> nn.Module:
             f"{path}: sha256 {digest} does not match the zoo's {entry['sha256']} "
             "(file corrupted or replaced)"
         )
-    model, _ = load_checkpoint(path, expected_name=name)
+    # An entry may name the registered architecture it was built from ("arch", e.g. the
+    # zoo's "vit-synth" is a "vit-edge-synth"); by default the zoo name is the registry name.
+    model, _ = load_checkpoint(path, expected_name=entry.get("arch", name))
+    model.zoo_name = name  # type: ignore[assignment]
+    if getattr(model, "task", None) is None and entry.get("task"):
+        model.task = entry["task"]  # type: ignore[assignment]
     return model
 
 

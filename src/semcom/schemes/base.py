@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from semcom.errors import InputError
+from semcom.errors import BitstreamError, InputError
 
 Erasures = Sequence[tuple[int, int]]
 
@@ -38,6 +38,10 @@ class Scheme(ABC):
     def validate_rate(self, rate: float) -> float:
         """Return ``rate`` if it is a valid setting for this scheme, else raise InputError."""
         return rate
+
+    def unavailable_reason(self) -> str | None:
+        """Why this scheme cannot run here (missing zoo weights, codec), or None if it can."""
+        return None
 
     def rate_label(self, rate: float) -> str:
         """Short human label of a rate setting (for tables and plots)."""
@@ -62,6 +66,19 @@ class Scheme(ABC):
     def compress_batch(self, images: torch.Tensor, rate: float) -> list[bytes]:
         """``images`` uint8 ``(N, 3, H, W)`` -> N messages. Override to vectorise."""
         return [self.compress(img, rate) for img in images]
+
+    def decompress_batch(
+        self, messages: Sequence[bytes], erasures: Sequence[Erasures] | None = None
+    ) -> list[dict[str, Any] | BitstreamError]:
+        """Decode many messages; a message that fails comes back as its BitstreamError
+        (not raised), so one bad message does not stop the batch. Override to vectorise."""
+        out: list[dict[str, Any] | BitstreamError] = []
+        for i, data in enumerate(messages):
+            try:
+                out.append(self.decompress(data, erasures=erasures[i] if erasures else ()))
+            except BitstreamError as e:
+                out.append(e)
+        return out
 
 
 _SCHEMES: dict[str, Callable[..., Scheme]] = {}

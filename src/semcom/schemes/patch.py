@@ -135,12 +135,24 @@ class PatchScheme(Scheme):
         img_size, patch_size: the grid when there is no ViT (must agree with it if any).
         batch_size: images per ViT / decoder forward.
         device: torch device of the models.
+        paste_received: put the received pixels back over the decoder's output
+            (``x_hat = mask * sparse + (1 - mask) * decoder(sparse, mask)``); by default
+            ``x_hat`` is the decoder's output as is.
     """
 
     name: ClassVar[str] = "patch"
     task: ClassVar[str] = "reconstruct"
     rate_unit: ClassVar[str] = "fraction of patches"
     default_rates: ClassVar[tuple[float, ...]] = (0.25, 0.5, 0.75, 1.0)
+
+    def unavailable_reason(self) -> str | None:
+        """Zoo names this scheme needs that have no weights here, or None."""
+        from semcom.models.zoo import list_zoo
+
+        zoo = set(list_zoo())
+        missing = [s for s in (self._vit_spec, self._decoder_spec) if isinstance(s, str)]
+        missing = [s for s in missing if s not in zoo]
+        return f"no zoo weights for {', '.join(missing)}" if missing else None
 
     def __init__(
         self,
@@ -155,6 +167,7 @@ class PatchScheme(Scheme):
         patch_size: int | None = None,
         batch_size: int = 256,
         device: str | torch.device = "cpu",
+        paste_received: bool = False,
     ) -> None:
         if selection not in SELECTION_IDS:
             raise InputError(f"selection must be one of {sorted(SELECTION_IDS)}, got {selection!r}")
@@ -186,6 +199,7 @@ class PatchScheme(Scheme):
                 f"decoder must be a model, a zoo name or None, got {type(decoder).__name__}"
             )
         self.seed = seed
+        self.paste_received = bool(paste_received)
         self.group_size = group_size
         self.batch_size = batch_size
         self.device = torch.device(device)
@@ -308,11 +322,15 @@ class PatchScheme(Scheme):
             "group_size": self.group_size,
             "vit": model_name(self._vit_spec),
             "decoder": model_name(self._decoder_spec),
+            "paste_received": self.paste_received,
         }
         if self.selection == "random":
             out["seed"] = self.seed
         if self.rule is None:
-            out["patches_kept"] = Rate(rate).count(self.num_patches)
+            try:
+                out["patches_kept"] = Rate(rate).count(self.num_patches)
+            except InputError:  # no ViT to take the grid from (yet): leave it out
+                pass
         return out
 
     # ------------------------------------------------------------- transmitter
@@ -478,6 +496,8 @@ class PatchScheme(Scheme):
                 if not isinstance(y, Tensor) or tuple(y.shape) != tuple(x.shape):
                     got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
                     raise InputError(f"decoder returned {got}, expected {tuple(x.shape)}")
+                if self.paste_received:
+                    y = torch.where(m > 0, x, y.to(x.dtype))
                 out.append(_to_uint8(y.float()).cpu())
         return torch.cat(out)
 

@@ -54,11 +54,19 @@ def evaluate(
     """Score ``model`` on ``n`` synthetic-world images of ``split`` (or on dataset ``data``).
 
     Returns ``{"split", "n", "accuracy"}`` for classifiers and ``{"split", "n", "miou",
-    "pixel_accuracy", "iou"}`` for segmenters (``task`` defaults to ``model.task``).
+    "pixel_accuracy", "iou"}`` for segmenters (``task`` defaults to ``model.task``);
+    ``{"split", "n", "psnr"}`` for patch decoders (``task == "reconstruct"``: half the
+    patches kept at random, see ``semcom.train.patch.evaluate_reconstruction``).
     The model is put in eval mode and restored to its previous mode afterwards.
     """
     model = getattr(model, "module", model)
     task = task or getattr(model, "task", None)
+    if task == "reconstruct":  # patch decoders: see semcom.train.patch
+        from semcom.train.patch import evaluate_reconstruction
+
+        return evaluate_reconstruction(
+            model, split=split, n=n, batch_size=batch_size, image_size=image_size, data=data
+        )
     if task not in ("classify", "segment"):
         raise InputError(f"cannot evaluate model with task {task!r}")
     if data is None and (n is None or n < 1):
@@ -77,6 +85,8 @@ def evaluate(
             batches = _dataset_batches(data, n, batch_size)
         for x, y in batches:
             out = model(x)
+            if isinstance(out, dict):  # e.g. VisionTransformer: {"logits": ...}
+                out = out["logits"]
             if task == "classify":
                 correct += int((out.argmax(1) == y).sum())
                 count += int(y.numel())

@@ -71,6 +71,8 @@ from semcom.train.sources import DatasetSource, SyntheticSource, collate_items
 __all__ = [
     "DATASETS",
     "PATCH_MODELS",
+    "ZOO_DEPENDS",
+    "add_patch_model_to_zoo",
     "apply_keep",
     "attention_coverage",
     "evaluate_patch_model",
@@ -821,3 +823,81 @@ def _run(
         resumed_from=start,
         losses=losses,
     )
+
+
+# --------------------------------------------------------------------------- zoo
+
+
+#: the frozen models each recipe's evaluation uses (zoo names)
+ZOO_DEPENDS: dict[str, dict[str, str]] = {
+    "vit-synth": {},
+    "patch-decoder-synth": {"vit": "vit-synth"},
+    "shape-classifier-ft": {
+        "vit": "vit-synth",
+        "decoder": "patch-decoder-synth",
+        "baseline": "shape-classifier",
+    },
+}
+_MAIN_METRIC = {"vit-synth": "accuracy", "patch-decoder-synth": "psnr"}
+
+
+def add_patch_model_to_zoo(
+    name: str,
+    checkpoint: str | os.PathLike[str],
+    *,
+    command: str,
+    tolerance: dict[str, float],
+    train_facts: dict[str, Any] | None = None,
+    test_n: int = 2048,
+    check_n: int = 256,
+    directory: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Copy a trained recipe checkpoint into the zoo as ``<name>.safetensors`` and record it.
+
+    Like :func:`semcom.models.zoo.add_to_zoo`, plus ``"arch"`` (the registered
+    architecture in the checkpoint) and ``"depends"`` (the zoo models the evaluation
+    uses). ``metrics`` / ``check`` hold every :func:`evaluate_patch_model` figure on the
+    first ``test_n`` / ``check_n`` synthetic test images; the main one (``accuracy`` or
+    ``psnr``) is also what ``semcom.train.evaluate`` computes. Other entries of
+    ``zoo.json`` are kept as they are. Returns the entry.
+    """
+    import shutil
+
+    from semcom.models.checkpoint import load_checkpoint
+    from semcom.models.zoo import _index, file_sha256, zoo_dir
+
+    if name not in PATCH_MODELS:
+        raise InputError(f"unknown patch recipe {name!r}")
+    src = Path(checkpoint)
+    model, meta = load_checkpoint(src)
+    deps = ZOO_DEPENDS[name]
+    full = evaluate_patch_model(name, model, split="test", n=test_n, **deps)
+    check = evaluate_patch_model(name, model, split="test", n=check_n, **deps)
+    out_dir = Path(directory) if directory is not None else zoo_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fname = f"{name}.safetensors"
+    if src.resolve() != (out_dir / fname).resolve():
+        shutil.copyfile(src, out_dir / fname)
+    keys = [k for k in full if k not in ("split", "n")]
+    main = _MAIN_METRIC.get(name, "accuracy")
+    entry = {
+        "name": name,
+        "arch": meta.name,
+        "file": fname,
+        "sha256": file_sha256(out_dir / fname),
+        "bytes": (out_dir / fname).stat().st_size,
+        "task": PATCH_MODELS[name][1],
+        "config": meta.config,
+        "depends": deps,
+        "train": {"command": command, **(train_facts or {}), "step": meta.step},
+        "metrics": {"split": "test", "n": full["n"], **{k: round(full[k], 4) for k in keys}},
+        "check": {"split": "test", "n": check["n"], **{k: check[k] for k in keys}},
+        "tolerance": {k: float(tolerance.get(k, tolerance.get(main, 0.02))) for k in keys},
+    }
+    index = out_dir / "zoo.json"
+    doc = json.loads(index.read_text("utf-8")) if index.is_file() else {"format_version": 1}
+    models = [e for e in doc.get("models", []) if e.get("name") != name] + [entry]
+    doc["models"] = sorted(models, key=lambda e: e["name"])
+    _atomic_write(index, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+    _index.cache_clear()
+    return entry

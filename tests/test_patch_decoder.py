@@ -1,0 +1,189 @@
+"""The patch decoder (attention-guided patch transmission) and the patch zoo entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from semcom.errors import InputError
+from semcom.models import create_model, list_models, load_checkpoint, save_checkpoint
+from semcom.models.patch_decoder import PatchDecoder, keep_mask_to_pixels
+from semcom.models.zoo import list_zoo, load_pretrained, zoo_entry
+from semcom.patches import patchify
+
+TINY = {"widths": [8, 8, 16], "bottleneck_dilations": [1, 2]}
+PATCH_ZOO = [
+    n for n in ("vit-synth", "patch-decoder-synth", "shape-classifier-ft") if n in list_zoo()
+]
+
+
+def _inputs(n: int = 3, size: int = 32, ps: int = 8, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, size, size, generator=g)
+    keep = torch.rand(n, (size // ps) ** 2, generator=g) < 0.5
+    m = keep_mask_to_pixels(keep, (size, size), ps)
+    return x, keep, m
+
+
+def test_registered_with_config_and_params() -> None:
+    assert "patch-decoder" in list_models()
+    m = create_model("patch-decoder")
+    assert isinstance(m, PatchDecoder) and m.semcom_name == "patch-decoder"
+    assert m.config == {
+        "widths": [16, 48, 128],
+        "bottleneck_dilations": [1, 2, 4],
+        "norm": "batch",
+        "patch_size": 8,
+    }
+    n_params = sum(p.numel() for p in m.parameters())
+    assert 300_000 <= n_params <= 1_000_000
+    keys = set(m.state_dict())
+    for k in (
+        "enc.0.conv1.conv.weight",
+        "enc.1.down.conv.weight",
+        "enc.1.conv.norm.running_mean",
+        "enc.2.down.norm.weight",
+        "mid.2.conv.weight",
+        "dec.0.up.weight",
+        "dec.1.fuse.conv.weight",
+        "head.weight",
+        "head.bias",
+    ):
+        assert k in keys, k
+    assert all(k.split(".")[0] in {"enc", "mid", "dec", "head"} for k in keys)
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "none"])
+def test_shapes_range_and_dtype(norm: str) -> None:
+    m = create_model("patch-decoder", norm=norm, **TINY).eval()
+    x, _, mask = _inputs(size=32)
+    with torch.no_grad():
+        y = m(x * mask, mask)
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    # non-square, other size (multiples of 4)
+    y2 = m(torch.rand(2, 3, 24, 40), torch.ones(2, 1, 24, 40))
+    assert y2.shape == (2, 3, 24, 40)
+
+
+def test_output_depends_on_input_and_mask() -> None:
+    torch.manual_seed(0)
+    m = create_model("patch-decoder", **TINY).eval()
+    x, _, mask = _inputs()
+    with torch.no_grad():
+        a = m(x * mask, mask)
+        b = m(x * mask, torch.ones_like(mask))
+        c = m((1 - x) * mask, mask)
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+
+
+def test_paste_received_is_exact() -> None:
+    torch.manual_seed(1)
+    m = create_model("patch-decoder", **TINY).eval()
+    x, keep, mask = _inputs(n=4)
+    sparse = x * mask
+    with torch.no_grad():
+        pred = m(sparse, mask)
+        pasted = m(sparse, mask, paste_received=True)
+    got = mask.bool().expand_as(x)
+    assert torch.equal(pasted[got], x[got])  # received pixels bit-exact
+    assert torch.equal(pasted[~got], pred[~got])  # the rest is the prediction
+    assert not torch.equal(pred[got], x[got])
+    # reconstruct() = zero the dropped patches + forward(paste_received=True)
+    assert torch.equal(m.reconstruct(x, keep), pasted)
+
+
+def test_keep_mask_to_pixels_matches_patch_grid() -> None:
+    keep = torch.tensor([[True, False, False, True, False, True]])
+    m = keep_mask_to_pixels(keep, (16, 24), 8)
+    assert m.shape == (1, 1, 16, 24) and m.dtype == torch.float32
+    per_patch = patchify(m, 8).flatten(2)  # (1, 6, 64)
+    assert torch.equal(per_patch.min(2).values[0], keep[0].float())
+    assert torch.equal(per_patch.max(2).values[0], keep[0].float())
+    with pytest.raises(InputError):
+        keep_mask_to_pixels(keep, (16, 20), 8)
+    with pytest.raises(InputError):
+        keep_mask_to_pixels(keep[:, :4], (16, 24), 8)
+
+
+def test_bad_inputs_raise_input_error() -> None:
+    m = create_model("patch-decoder", **TINY)
+    with pytest.raises(InputError):
+        m(torch.rand(1, 1, 32, 32), torch.ones(1, 1, 32, 32))
+    with pytest.raises(InputError):
+        m(torch.rand(1, 3, 32, 32), torch.ones(1, 3, 32, 32))
+    with pytest.raises(InputError):
+        m(torch.rand(1, 3, 30, 32), torch.ones(1, 1, 30, 32))
+    with pytest.raises(InputError):
+        m(torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), torch.ones(1, 1, 32, 32))
+    with pytest.raises(InputError):
+        create_model("patch-decoder", widths=[8, 8])
+    with pytest.raises(InputError):
+        create_model("patch-decoder", norm="layer")
+
+
+def test_checkpoint_roundtrip(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    m = create_model("patch-decoder", **TINY).eval()
+    path = save_checkpoint(m, tmp_path / "d.safetensors")
+    m2, meta = load_checkpoint(path)
+    assert meta.name == "patch-decoder" and m2.config == m.config
+    x, _, mask = _inputs()
+    with torch.no_grad():
+        assert torch.equal(m(x * mask, mask), m2(x * mask, mask))
+
+
+# --------------------------------------------------------------------------- the zoo
+
+
+@pytest.mark.parametrize("name", PATCH_ZOO)
+def test_patch_zoo_entry_reproduces_check(name: str) -> None:
+    """Each entry loads (built as its ``arch``) and re-scores its ``check`` figures on the
+    first 256 synthetic test images; the headline figures lie within tolerance."""
+    from semcom.train.patch import evaluate_patch_model
+
+    e = zoo_entry(name)
+    model = load_pretrained(name)
+    assert model.semcom_name == e["arch"] and model.zoo_name == name
+    assert not model.training and model.config == e["config"]
+    assert create_model(name, pretrained=True).config == e["config"]
+    assert e["train"]["command"].startswith(f"python -m semcom.train --model {name} ")
+    n = e["check"]["n"]
+    assert n == 256
+    got = evaluate_patch_model(name, model, split="test", n=n, **e["depends"])
+    assert got["n"] == n
+    for key, ref in e["check"].items():
+        if key in ("split", "n"):
+            continue
+        tol = 1e-3 if "psnr" in key else 1.5 / n  # same weights, same images
+        assert got[key] == pytest.approx(ref, abs=tol), key
+        assert abs(got[key] - e["metrics"][key]) <= e["tolerance"][key] + 3 * (0.25 / n) ** 0.5
+
+
+@pytest.mark.skipif("vit-synth" not in list_zoo(), reason="vit-synth not in the zoo")
+def test_vit_synth_attention_finds_the_main_object() -> None:
+    e = zoo_entry("vit-synth")
+    m = e["metrics"]
+    assert m["accuracy"] > 0.5
+    # top-25% attention patches hold far more of the main object than 25% random ones
+    assert m["cover_attn_r0.25"] > m["cover_rand_r0.25"] + 0.3
+    assert abs(m["cover_rand_r0.25"] - 0.25) < 0.03
+
+
+@pytest.mark.skipif("patch-decoder-synth" not in list_zoo(), reason="decoder not in the zoo")
+def test_decoder_zoo_quality_ordering() -> None:
+    m = zoo_entry("patch-decoder-synth")["metrics"]
+    for mode in ("attn", "rand"):
+        assert m[f"psnr_{mode}_r0.25"] < m[f"psnr_{mode}_r0.5"] < m[f"psnr_{mode}_r1.0"]
+        assert m[f"psnr_paste_{mode}_r0.25"] >= m[f"psnr_{mode}_r0.25"]
+    assert m["psnr_rand_r1.0"] > 30.0
+
+
+@pytest.mark.skipif("shape-classifier-ft" not in list_zoo(), reason="ft classifier not in zoo")
+def test_finetuned_classifier_beats_original_on_reconstructions() -> None:
+    m = zoo_entry("shape-classifier-ft")["metrics"]
+    for mode in ("attn", "rand"):
+        assert m[f"acc_recon_{mode}_r0.25"] > m[f"base_acc_recon_{mode}_r0.25"]
+    assert m["accuracy"] > m["base_accuracy"] - 0.05  # clean accuracy kept
