@@ -101,3 +101,12 @@ def test_to_float_to_uint8() -> None:
     with pytest.raises(InputError):
         to_uint8(x)
     assert IGNORE_INDEX == 255
+
+
+def test_world_and_dataset_pickle() -> None:
+    import pickle
+
+    ds = SyntheticDataset("val", length=4, size=16)
+    ds[0]  # fills the world's per-thread buffers
+    copy = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(copy[2]["image"], ds[2]["image"])

