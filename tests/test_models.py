@@ -57,7 +57,9 @@ def test_classifier_shapes_and_features(size: int) -> None:
     assert logits.shape == (2, NC) and logits.dtype == torch.float32
     feats = m.features(x)
     assert [f.shape[1] for f in feats] == [24, 32, 64, 128]
-    assert [f.shape[-1] for f in feats] == [size, size // 2, size // 4, size // 8]
+    assert [f.shape[-1] for f in feats] == [size // 2, size // 4, size // 8, size // 16]
+    full = create_model("shape-classifier", num_classes=NC, stem_stride=1).eval()
+    assert [f.shape[-1] for f in full.features(x)] == [size, size // 2, size // 4, size // 8]
     assert m.predict(x).shape == (2,)
 
 
@@ -157,7 +159,8 @@ def test_every_parameter_gets_gradient(name: str) -> None:
         opt.zero_grad()
         if name == "shape-classifier":
             logits, aux = m(x, return_aux=True)
-            loss = ce(logits, masks[:, 0, 0].clamp(max=NC - 1)) + ce(aux, masks[:, ::8, ::8])
+            st = 32 // aux.shape[-1]
+            loss = ce(logits, masks[:, 0, 0].clamp(max=NC - 1)) + ce(aux, masks[:, ::st, ::st])
         else:
             loss = ce(m(x), masks)
         loss.backward()
@@ -171,7 +174,7 @@ def test_every_parameter_gets_gradient(name: str) -> None:
 def test_classifier_aux_head() -> None:
     m = create_model("shape-classifier", num_classes=NC)
     logits, aux = m(torch.rand(2, 3, 64, 64), return_aux=True)
-    assert logits.shape == (2, NC) and aux.shape == (2, NC + 1, 8, 8)
+    assert logits.shape == (2, NC) and aux.shape == (2, NC + 1, 4, 4)
     assert "aux.weight" in m.state_dict()
     plain = create_model("shape-classifier", num_classes=NC, aux_head=False)
     assert "aux.weight" not in plain.state_dict() and not plain.has_aux

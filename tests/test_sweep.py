@@ -20,20 +20,23 @@ def test_sweep_records(setup, tmp_path) -> None:
     cfg = SweepConfig(
         schemes=["jpeg", "raw"],
         channels=["ideal", "bsc:3e-3"],
-        rates={"jpeg": [250, 800]},
+        rates={"jpeg": [450, 1200]},
     )
     records = run_sweep(cfg, evalset, judges, progress=False)
     assert len(records) == (2 + 1) * 2
     by_key = {(r.scheme, r.settings["rate"], r.channel_config["type"]): r for r in records}
-    ideal_lo, ideal_hi = by_key[("jpeg", 250, "ideal")], by_key[("jpeg", 800, "ideal")]
-    assert ideal_lo.mean_bytes <= 250 and ideal_hi.mean_bytes <= 800
+    ideal_lo, ideal_hi = by_key[("jpeg", 450, "ideal")], by_key[("jpeg", 1200, "ideal")]
+    assert ideal_lo.mean_bytes <= 450 and ideal_hi.mean_bytes <= 1200
     assert ideal_lo.mean_bytes < ideal_hi.mean_bytes
     assert ideal_lo.failure_rate == 0.0
     assert ideal_hi.metrics["psnr"] > ideal_lo.metrics["psnr"]
     # at BER 3e-3 almost every ~800-byte message has an error the CRCs catch
-    assert by_key[("jpeg", 800, "bsc")].failure_rate > 0.5
+    assert by_key[("jpeg", 1200, "bsc")].failure_rate > 0.5
+    expected = {"accuracy", "psnr", "ssim", "featdist[semcom-classifier]"}
+    if judges.segmenter is not None:
+        expected |= {"miou", "pixel_accuracy"}
     for r in records:
-        assert {"accuracy", "miou", "pixel_accuracy", "psnr", "ssim"} <= set(r.metrics)
+        assert expected <= set(r.metrics)
         assert r.n_images == 24 and r.version
         json.dumps(r.to_dict())
 
@@ -44,7 +47,8 @@ def test_raw_over_ideal_matches_judges_on_originals(setup) -> None:
     (rec,) = run_sweep(cfg, evalset, judges, progress=False)
     direct = judge(evalset, evalset.images, judges)
     assert rec.metrics["accuracy"] == pytest.approx(direct["accuracy"])
-    assert rec.metrics["miou"] == pytest.approx(direct["miou"])
+    if judges.segmenter is not None:
+        assert rec.metrics["miou"] == pytest.approx(direct["miou"])
     assert rec.metrics["psnr"] == pytest.approx(100.0)  # identical images, capped
 
 

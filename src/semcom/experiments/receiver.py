@@ -31,25 +31,27 @@ def describe_task(x_hat: torch.Tensor, model_size: int = 64) -> dict[str, Any]:
     """
     from semcom.data import to_float
     from semcom.data.synthetic import CLASS_NAMES
-    from semcom.models.zoo import load_pretrained
+    from semcom.models.zoo import list_zoo, load_pretrained
 
     x = to_float(x_hat[None])
     if x.shape[-2:] != (model_size, model_size):
         x = F.interpolate(x, size=(model_size, model_size), mode="bilinear", align_corners=False)
-    probs = load_pretrained("shape-classifier").eval()(x).softmax(1)[0]
-    top = int(probs.argmax())
-    seg = load_pretrained("shape-segmenter").eval()(x).argmax(1)[0]
-    counts = torch.bincount(seg.flatten(), minlength=len(CLASS_NAMES) + 1)
-    objects = {
-        CLASS_NAMES[c - 1]: round(float(counts[c]) / seg.numel(), 4)
-        for c in range(1, len(counts))
-        if counts[c] > 0
-    }
-    return {
-        "class": CLASS_NAMES[top],
-        "confidence": round(float(probs[top]), 4),
-        "segmentation (fraction of pixels)": objects,
-    }
+    zoo = set(list_zoo())
+    out: dict[str, Any] = {}
+    if "shape-classifier" in zoo:
+        probs = load_pretrained("shape-classifier").eval()(x).softmax(1)[0]
+        top = int(probs.argmax())
+        out["class"] = CLASS_NAMES[top]
+        out["confidence"] = round(float(probs[top]), 4)
+    if "shape-segmenter" in zoo:
+        seg = load_pretrained("shape-segmenter").eval()(x).argmax(1)[0]
+        counts = torch.bincount(seg.flatten(), minlength=len(CLASS_NAMES) + 1)
+        out["segmentation (fraction of pixels)"] = {
+            CLASS_NAMES[c - 1]: round(float(counts[c]) / seg.numel(), 4)
+            for c in range(1, len(counts))
+            if counts[c] > 0
+        }
+    return out
 
 
 def receive_file(path: Path, output: Path | None = None) -> dict[str, Any]:

@@ -85,13 +85,15 @@ def synthetic_evalset(n: int, size: int = 64, split: str = "test", seed: int = 0
 
 
 def zoo_judges(featdist: bool = True) -> Judges:
-    """The zoo's classifier and segmenter, frozen, with a feature distance on the classifier."""
+    """The zoo's classifier and segmenter (each if present), frozen, with a deep-feature
+    distance on the classifier's features."""
     from semcom.metrics import FeatureDistance
-    from semcom.models.zoo import load_pretrained
+    from semcom.models.zoo import list_zoo, load_pretrained
 
-    clf = load_pretrained("shape-classifier").eval()
-    seg = load_pretrained("shape-segmenter").eval()
-    fd = FeatureDistance(clf.features, name="semcom-classifier") if featdist else None
+    zoo = set(list_zoo())
+    clf = load_pretrained("shape-classifier").eval() if "shape-classifier" in zoo else None
+    seg = load_pretrained("shape-segmenter").eval() if "shape-segmenter" in zoo else None
+    fd = FeatureDistance(clf.features, name="semcom-classifier") if featdist and clf else None
     return Judges(clf, seg, fd)
 
 

@@ -4,7 +4,10 @@ Input ``float32 (N, 3, H, W)`` in ``[0, 1]`` with ``H``, ``W`` divisible by 8; o
 logits ``float32 (N, C + 1, H, W)``: channel 0 is background, channel ``1 + k`` is shape
 class ``k`` (matching ``batch.masks``).
 
-Layout (default ``widths=(16, 32, 64, 128)``, ~0.3 M parameters). The decoder is the
+Layout (default ``widths=(16, 32, 64, 128)``, ~0.3 M parameters; shown for
+``stem_stride=1``: with the default ``stem_stride=2`` the first conv of ``enc.0``
+has stride 2, every map below is half the size, and the head's logits are upsampled
+bilinearly to ``(H, W)`` -- 4x cheaper on a CPU). The decoder is the
 light, additive kind (as in FPN / LinkNet): the coarser map is projected by a 1x1 conv
 to the skip's width *before* upsampling, added to the skip, then refined by one 3x3
 conv, which keeps the full-resolution cost small on a CPU. ``edges`` is the fixed
@@ -20,6 +23,7 @@ colour-invariant edge expansion of ``semcom.models._common.EdgeFeatures``
     dec.1        1x1 w2 -> w1, bilinear x2, + enc.1, conv      (N, w1, H/2, W/2)
     dec.2        1x1 w1 -> w0, bilinear x2, + enc.0, conv      (N, w0, H,   W)
     head         1x1 conv, w0 -> C + 1                         (N, C+1, H, W)
+    (stem_stride=2: bilinear x2 of the head's logits)
 
 Stable state-dict keys (``norm.*`` as in ``semcom.models.classifier``)::
 
@@ -52,11 +56,11 @@ _STD = 0.25
 
 
 class _DoubleConv(nn.Module):
-    """Two 3x3 conv + norm + ReLU: (N, cin, H, W) -> (N, cout, H, W)."""
+    """Two 3x3 conv + norm + ReLU: (N, cin, H, W) -> (N, cout, H/stride, W/stride)."""
 
-    def __init__(self, cin: int, cout: int, norm: str) -> None:
+    def __init__(self, cin: int, cout: int, norm: str, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = ConvNormAct(cin, cout, norm)
+        self.conv1 = ConvNormAct(cin, cout, norm, stride=stride)
         self.conv2 = ConvNormAct(cout, cout, norm)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -100,6 +104,7 @@ class ShapeSegmenter(nn.Module):
         widths: channels at the four resolutions (4 ints).
         norm: ``"batch"`` (default), ``"group"`` or ``"none"``.
         edge_stem: expand the input with fixed Sobel edge magnitudes first.
+        stem_stride: stride of ``enc.0``'s first conv (1 or 2).
     """
 
     task = "segment"
@@ -110,9 +115,12 @@ class ShapeSegmenter(nn.Module):
         widths: tuple[int, ...] | list[int] = (16, 32, 64, 128),
         norm: str = "batch",
         edge_stem: bool = True,
+        stem_stride: int = 2,
     ) -> None:
         super().__init__()
         num_classes = resolve_num_classes(num_classes)
+        if stem_stride not in (1, 2):
+            raise InputError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         w = check_widths(widths, 4)
         make_norm(norm, 1)
         self.num_classes = num_classes
@@ -121,12 +129,14 @@ class ShapeSegmenter(nn.Module):
             "widths": list(w),
             "norm": norm,
             "edge_stem": bool(edge_stem),
+            "stem_stride": int(stem_stride),
         }
+        self.stem_stride = int(stem_stride)
         self.edges = EdgeFeatures() if edge_stem else None
         cin = EdgeFeatures.out_channels if edge_stem else 3
         self.enc = nn.ModuleList(
             [
-                _DoubleConv(cin, w[0], norm),
+                _DoubleConv(cin, w[0], norm, stride=self.stem_stride),
                 _DoubleConv(w[0], w[1], norm),
                 _DoubleConv(w[1], w[2], norm),
             ]
@@ -156,7 +166,10 @@ class ShapeSegmenter(nn.Module):
         h = self.bottleneck(F.max_pool2d(h, 2))
         for dec, skip in zip(self.dec, reversed(skips), strict=True):
             h = dec(h, skip)
-        return self.head(h)
+        out = self.head(h)
+        if out.shape[-2:] != x.shape[-2:]:
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:

@@ -855,16 +855,18 @@ def add_patch_model_to_zoo(
     """Copy a trained recipe checkpoint into the zoo as ``<name>.safetensors`` and record it.
 
     Like :func:`semcom.models.zoo.add_to_zoo`, plus ``"arch"`` (the registered
-    architecture in the checkpoint) and ``"depends"`` (the zoo models the evaluation
-    uses). ``metrics`` / ``check`` hold every :func:`evaluate_patch_model` figure on the
-    first ``test_n`` / ``check_n`` synthetic test images; the main one (``accuracy`` or
+    architecture in the checkpoint), ``"depends"`` (the zoo models the evaluation
+    uses) and ``"depends_sha256"`` (their files' hashes at scoring time: figures that
+    involve a dependency are only reproducible while it is unchanged). ``metrics`` /
+    ``check`` hold every :func:`evaluate_patch_model` figure on the first ``test_n`` /
+    ``check_n`` synthetic test images; the main one (``accuracy`` or
     ``psnr``) is also what ``semcom.train.evaluate`` computes. Other entries of
     ``zoo.json`` are kept as they are. Returns the entry.
     """
     import shutil
 
     from semcom.models.checkpoint import load_checkpoint
-    from semcom.models.zoo import _index, file_sha256, zoo_dir
+    from semcom.models.zoo import _index, file_sha256, zoo_dir, zoo_entry
 
     if name not in PATCH_MODELS:
         raise InputError(f"unknown patch recipe {name!r}")
@@ -880,6 +882,7 @@ def add_patch_model_to_zoo(
         shutil.copyfile(src, out_dir / fname)
     keys = [k for k in full if k not in ("split", "n")]
     main = _MAIN_METRIC.get(name, "accuracy")
+    dep_sha = {d: zoo_entry(z)["sha256"] for d, z in deps.items()}
     entry = {
         "name": name,
         "arch": meta.name,
@@ -889,6 +892,7 @@ def add_patch_model_to_zoo(
         "task": PATCH_MODELS[name][1],
         "config": meta.config,
         "depends": deps,
+        "depends_sha256": dep_sha,
         "train": {"command": command, **(train_facts or {}), "step": meta.step},
         "metrics": {"split": "test", "n": full["n"], **{k: round(full[k], 4) for k in keys}},
         "check": {"split": "test", "n": check["n"], **{k: check[k] for k in keys}},
