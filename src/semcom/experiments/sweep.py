@@ -109,8 +109,6 @@ def judge(
     sums: dict[str, float] = {"psnr": 0.0, "ssim": 0.0}
     correct = 0
     meter = None
-    if judges.segmenter is not None and evalset.masks is not None:
-        meter = SegmentationMeter(num_classes=_num_seg_classes(judges.segmenter, x_hat))
     fd_name = None
     for lo in range(0, n, batch_size):
         xb = to_float(x_hat[lo : lo + batch_size])
@@ -123,8 +121,11 @@ def judge(
         if judges.classifier is not None and evalset.labels is not None:
             pred = judges.classifier(xb).argmax(1)
             correct += int((pred == evalset.labels[lo : lo + batch_size]).sum())
-        if meter is not None:
-            meter.update(judges.segmenter(xb).argmax(1), evalset.masks[lo : lo + batch_size])
+        if judges.segmenter is not None and evalset.masks is not None:
+            seg_logits = judges.segmenter(xb)  # (B, C + 1, H, W)
+            if meter is None:
+                meter = SegmentationMeter(num_classes=seg_logits.shape[1])
+            meter.update(seg_logits.argmax(1), evalset.masks[lo : lo + batch_size])
     out = {k: v / n for k, v in sums.items()}
     if judges.classifier is not None and evalset.labels is not None:
         out["accuracy"] = correct / n
@@ -133,13 +134,6 @@ def judge(
         out["miou"] = float(seg["miou"])
         out["pixel_accuracy"] = float(seg["pixel_accuracy"])
     return out
-
-
-def _num_seg_classes(segmenter: torch.nn.Module, x: torch.Tensor) -> int:
-    n = getattr(segmenter, "num_classes", None)
-    if isinstance(n, int):
-        return n
-    return int(segmenter(torch.zeros(1, 3, *x.shape[-2:])).shape[1])
 
 
 def run_point(
