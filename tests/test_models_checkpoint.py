@@ -19,6 +19,15 @@ NC = 4
 CFG = {"num_classes": NC, "widths": [8, 8, 16, 16]}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster, and immune to a shared, busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(0)
@@ -197,3 +206,37 @@ def test_random_corruption_never_crashes(
         load_checkpoint(p)
     except SemcomError:
         pass
+
+
+def test_serialisation_is_byte_reproducible(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from semcom.models.checkpoint import serialize_safetensors
+
+    tensors = {
+        "b": torch.arange(6, dtype=torch.float32).view(2, 3),
+        "a": torch.tensor([True, False]),
+        "c": torch.tensor(3, dtype=torch.int64),
+        "d": torch.ones(2, dtype=torch.bfloat16),
+        "e": torch.zeros(0, 4),
+    }
+    meta = {"z": "1", "model": "m", "a": "x"}
+    one = serialize_safetensors(tensors, meta)
+    two = serialize_safetensors(
+        dict(reversed(list(tensors.items()))), dict(reversed(list(meta.items())))
+    )
+    assert one == two and (struct.unpack("<Q", one[:8])[0] % 8) == 0
+    p = tmp_path / "t.safetensors"
+    p.write_bytes(one)
+    back = load_file(p)  # the reference reader accepts it
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+
+
+def test_checkpoint_files_are_reproducible(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    m = create_model("shape-segmenter", num_classes=NC, widths=[8, 8, 8, 8])
+    a = save_checkpoint(m, tmp_path / "a.safetensors", step=3, extra={"k": "v", "a": "b"})
+    b = save_checkpoint(m, tmp_path / "b.safetensors", step=3, extra={"a": "b", "k": "v"})
+    assert a.read_bytes() == b.read_bytes()
+    assert oct(a.stat().st_mode & 0o777) == oct(0o644)

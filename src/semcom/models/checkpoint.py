@@ -40,6 +40,7 @@ __all__ = [
     "load_state_dict_file",
     "read_safetensors",
     "save_checkpoint",
+    "serialize_safetensors",
     "state_dict_into",
 ]
 
@@ -74,6 +75,36 @@ class CheckpointMeta:
 
 # --------------------------------------------------------------------------- saving
 
+_DTYPE_NAMES = {dt: name for name, (dt, _) in _DTYPES.items()}
+
+
+def serialize_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """Byte-reproducible safetensors serialisation of ``tensors`` (CPU) + string metadata.
+
+    The same tensors and metadata always give the same bytes (keys sorted, compact JSON
+    header padded with spaces to a multiple of 8, tensor data in key order), so a
+    bit-identical retraining reproduces the checkpoint's sha256 -- which the
+    ``safetensors`` writer does not promise (its metadata order varies between runs).
+    """
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks: list[bytes] = []
+    offset = 0
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        if t.dtype not in _DTYPE_NAMES:
+            raise InputError(f"tensor {key!r}: dtype {t.dtype} cannot be saved")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[key] = {
+            "dtype": _DTYPE_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(chunks)
+
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,8 +135,6 @@ def save_checkpoint(
     ``name``/``config`` default to ``model.semcom_name``/``model.config`` (set by
     ``create_model``). A DDP-wrapped model is unwrapped. Returns the path.
     """
-    from safetensors.torch import save
-
     model = getattr(model, "module", model)
     name = name or getattr(model, "semcom_name", None)
     if not name:
@@ -123,7 +152,7 @@ def save_checkpoint(
         meta[f"extra.{k}"] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    _atomic_write(path, save(tensors, metadata=meta))
+    _atomic_write(path, serialize_safetensors(tensors, meta))
     return path
 
 
