@@ -42,15 +42,16 @@ def demo(
     ] = Path("semcom-report"),
     n_images: Annotated[
         int, typer.Option(help="Synthetic test images per point.", min=1, max=100_000)
-    ] = 256,
+    ] = 128,
     channels: Annotated[
         str, typer.Option(help="Comma-separated channel specs (see `semcom channels`).")
     ] = DEFAULT_DEMO_CHANNELS,
     seed: Annotated[int, typer.Option(help="Seed of the channels.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """The main job: every available scheme and the classical baselines on the synthetic
-    world over an ideal and a noisy channel; writes the report and prints a summary."""
+    """The main job: the available schemes (patch-rollout and patch-variance are left to
+    `bench`) and the classical baselines on the synthetic world over an ideal and a noisy
+    channel; writes the report and prints a summary."""
     from semcom.experiments.demo import run_demo
 
     run_demo(out, n_images=n_images, channels=_split(channels), seed=seed, progress=progress)

@@ -47,10 +47,13 @@ def ssim_map(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     g = gaussian_window().to(x.device)
     x = x.to(torch.float64)
     y = y.to(torch.float64)
-    mu_x, mu_y = _filter(x, g), _filter(y, g)
-    var_x = _filter(x * x, g) - mu_x**2
-    var_y = _filter(y * y, g) - mu_y**2
-    cov = _filter(x * y, g) - mu_x * mu_y
+    c = x.shape[1]
+    # one filtering pass over the five maps stacked on the channel axis
+    stats = _filter(torch.cat([x, y, x * x, y * y, x * y], dim=1), g)
+    mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
+    var_x = e_xx - mu_x**2
+    var_y = e_yy - mu_y**2
+    cov = e_xy - mu_x * mu_y
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
