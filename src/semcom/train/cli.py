@@ -25,9 +25,20 @@ from semcom.errors import SemcomError
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``error: ...`` on stderr, exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m semcom.train``."""
-    p = argparse.ArgumentParser(prog="python -m semcom.train", description=__doc__.split("\n")[0])
+    """The argument parser of ``python -m semcom.train`` (``--help`` shows every default)."""
+    p = _Parser(
+        prog="python -m semcom.train",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="registered model name, e.g. shape-classifier")
     p.add_argument("--out", required=True, help="output directory (checkpoints, metrics.json)")
     p.add_argument("--steps", type=int, default=2000)
