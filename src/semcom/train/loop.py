@@ -392,32 +392,8 @@ def _train(
                 image_size=image_size,
                 data=eval_data,
             )
-        wall = time.time() - t_start
-        final = save_checkpoint(
-            model, out / f"{name}.safetensors", step=steps, extra={"metrics": metrics}
-        )
-        facts = {
-            "metrics": metrics,
-            "step": steps,
-            "resumed_from": start,
-            "wall_s": round(wall, 2),
-            "world_size": world,
-            "semcom_version": semcom.__version__,
-            "args": run_args,
-        }
-        _atomic_write(out / "metrics.json", (json.dumps(facts, indent=2) + "\n").encode())
-    if world > 1:
-        dist.barrier()
-    model.eval()
-    return TrainResult(
-        model=model,
-        metrics=metrics,
-        step=end,
-        checkpoint=final,
-        wall_s=time.time() - t_start,
-        resumed_from=start,
-        losses=losses,
-    )
+        final = _write_final(model, out, name, steps, metrics, start, t_start, world, run_args)
+    return _finish(model, metrics, end, final, start, t_start, world, losses)
 
 
 def _save_state(model, opt, sched, step: int, args: dict, w_path: Path, s_path: Path) -> None:
@@ -476,3 +452,57 @@ def train_classifier(out_dir: str | os.PathLike[str], **kw: Any) -> TrainResult:
 def train_segmenter(out_dir: str | os.PathLike[str], **kw: Any) -> TrainResult:
     """``train_task_model("shape-segmenter", out_dir, **kw)``."""
     return train_task_model("shape-segmenter", out_dir, **kw)
+
+
+def _write_final(
+    model: nn.Module,
+    out: Path,
+    name: str,
+    steps: int,
+    metrics: dict[str, Any],
+    start: int,
+    t_start: float,
+    world: int,
+    run_args: dict[str, Any],
+) -> Path:
+    """Rank 0 at the end of a run: the final checkpoint and ``metrics.json``."""
+    wall = time.time() - t_start
+    final = save_checkpoint(
+        model, out / f"{name}.safetensors", step=steps, extra={"metrics": metrics}
+    )
+    facts = {
+        "metrics": metrics,
+        "step": steps,
+        "resumed_from": start,
+        "wall_s": round(wall, 2),
+        "world_size": world,
+        "semcom_version": semcom.__version__,
+        "args": run_args,
+    }
+    _atomic_write(out / "metrics.json", (json.dumps(facts, indent=2) + "\n").encode())
+    return final
+
+
+def _finish(
+    model: nn.Module,
+    metrics: dict[str, Any],
+    end: int,
+    final: Path | None,
+    start: int,
+    t_start: float,
+    world: int,
+    losses: list[float],
+) -> TrainResult:
+    """Every rank at the end of a run: wait for rank 0, return the result."""
+    if world > 1:
+        dist.barrier()
+    model.eval()
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        step=end,
+        checkpoint=final,
+        wall_s=time.time() - t_start,
+        resumed_from=start,
+        losses=losses,
+    )

@@ -50,21 +50,22 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import semcom
 from semcom.errors import InputError
-from semcom.models.checkpoint import _atomic_write, save_checkpoint
+from semcom.models.checkpoint import _atomic_write
 from semcom.models.patch_decoder import keep_mask_to_pixels
 from semcom.models.registry import create_model
 from semcom.train.loop import (
     SCHEDULES,
     TrainResult,
     _dist_env,
+    _finish,
     _lr_lambda,
     _mask_at,
     _Progress,
     _resume,
     _save_state,
     _step_seed,
+    _write_final,
 )
 from semcom.train.sources import DatasetSource, SyntheticSource, collate_items
 
@@ -797,32 +798,8 @@ def _run(
                 decoder=recipe.decoder if recipe.decoder is not None else cfg["decoder"],
                 baseline=cfg["classifier"] if eval_data is None else None,
             )
-        wall = time.time() - t_start
-        final = save_checkpoint(
-            model, out / f"{name}.safetensors", step=steps, extra={"metrics": metrics}
-        )
-        facts = {
-            "metrics": metrics,
-            "step": steps,
-            "resumed_from": start,
-            "wall_s": round(wall, 2),
-            "world_size": world,
-            "semcom_version": semcom.__version__,
-            "args": run_args,
-        }
-        _atomic_write(out / "metrics.json", (json.dumps(facts, indent=2) + "\n").encode())
-    if world > 1:
-        dist.barrier()
-    model.eval()
-    return TrainResult(
-        model=model,
-        metrics=metrics,
-        step=end,
-        checkpoint=final,
-        wall_s=time.time() - t_start,
-        resumed_from=start,
-        losses=losses,
-    )
+        final = _write_final(model, out, name, steps, metrics, start, t_start, world, run_args)
+    return _finish(model, metrics, end, final, start, t_start, world, losses)
 
 
 # --------------------------------------------------------------------------- zoo
