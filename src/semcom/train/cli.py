@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from semcom.errors import SemcomError
 
@@ -96,34 +97,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model in PATCH_MODELS:
         return _main_patch(args, model_kw)
     try:
-        res = train_task_model(
-            args.model,
-            args.out,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            resume=not args.no_resume,
-            model_kw=model_kw,
-            image_size=args.image_size,
-            schedule=args.schedule,
-            warmup=args.warmup,
-            label_smoothing=args.label_smoothing,
-            aux_weight=args.aux_weight,
-            ckpt_every=args.ckpt_every,
-            eval_n=args.eval_n,
-            eval_split=args.eval_split,
-            quiet=args.quiet,
-            log_every=args.log_every,
-            threads=args.threads,
+        return _report(
+            train_task_model(
+                args.model,
+                args.out,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                weight_decay=args.weight_decay,
+                seed=args.seed,
+                resume=not args.no_resume,
+                model_kw=model_kw,
+                image_size=args.image_size,
+                schedule=args.schedule,
+                warmup=args.warmup,
+                label_smoothing=args.label_smoothing,
+                aux_weight=args.aux_weight,
+                ckpt_every=args.ckpt_every,
+                eval_n=args.eval_n,
+                eval_split=args.eval_split,
+                quiet=args.quiet,
+                log_every=args.log_every,
+                threads=args.threads,
+            )
         )
     except SemcomError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if res.checkpoint is not None:
-        print(json.dumps({"checkpoint": str(res.checkpoint), "step": res.step, **res.metrics}))
-    return 0
 
 
 def _main_patch(args: argparse.Namespace, model_kw: dict) -> int:
@@ -131,42 +131,48 @@ def _main_patch(args: argparse.Namespace, model_kw: dict) -> int:
     from semcom.train.patch import train_patch_model
 
     try:
-        res = train_patch_model(
-            args.model,
-            args.out,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            resume=not args.no_resume,
-            arch=args.arch,
-            model_kw=model_kw,
-            dataset=args.dataset,
-            data_root=args.data_root,
-            image_size=args.image_size,
-            schedule=args.schedule,
-            warmup=args.warmup,
-            label_smoothing=args.label_smoothing,
-            aux_weight=args.aux_weight,
-            attn_weight=args.attn_weight,
-            perceptual_weight=args.perceptual_weight,
-            min_rate=args.min_rate,
-            attn_frac=args.attn_frac,
-            clean_frac=args.clean_frac,
-            vit=args.vit,
-            decoder=args.decoder,
-            classifier=args.classifier,
-            ckpt_every=args.ckpt_every,
-            eval_n=args.eval_n,
-            eval_split=args.eval_split,
-            quiet=args.quiet,
-            log_every=args.log_every,
-            threads=args.threads,
+        return _report(
+            train_patch_model(
+                args.model,
+                args.out,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                weight_decay=args.weight_decay,
+                seed=args.seed,
+                resume=not args.no_resume,
+                arch=args.arch,
+                model_kw=model_kw,
+                dataset=args.dataset,
+                data_root=args.data_root,
+                image_size=args.image_size,
+                schedule=args.schedule,
+                warmup=args.warmup,
+                label_smoothing=args.label_smoothing,
+                aux_weight=args.aux_weight,
+                attn_weight=args.attn_weight,
+                perceptual_weight=args.perceptual_weight,
+                min_rate=args.min_rate,
+                attn_frac=args.attn_frac,
+                clean_frac=args.clean_frac,
+                vit=args.vit,
+                decoder=args.decoder,
+                classifier=args.classifier,
+                ckpt_every=args.ckpt_every,
+                eval_n=args.eval_n,
+                eval_split=args.eval_split,
+                quiet=args.quiet,
+                log_every=args.log_every,
+                threads=args.threads,
+            )
         )
     except SemcomError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _report(res: Any) -> int:
+    """Print a finished run's checkpoint and metrics as one JSON line; exit status 0."""
     if res.checkpoint is not None:
         print(json.dumps({"checkpoint": str(res.checkpoint), "step": res.step, **res.metrics}))
     return 0
