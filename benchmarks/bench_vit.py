@@ -1,9 +1,10 @@
 """Benchmark semcom's ViT: achieved FLOP/s and attention-rollout memory.
 
-(a) Throughput: forward of ``vit-tiny-synth`` (batch 256, 64x64, mean CLS attention
-    requested) in FLOP/s, counted analytically with ``semcom.models.vit.count_flops``,
-    as a fraction of this machine's float32 matmul rate (``torch.matmul`` of large square
-    matrices, same thread count).
+(a) Throughput: forward of each ``--arch`` (default ``vit-tiny-synth`` and
+    ``vit-edge-synth``, the transmitter's ViT of the patch schemes; batch 256, 64x64,
+    mean CLS attention requested) in FLOP/s, counted analytically with
+    ``semcom.models.vit.count_flops``, as a fraction of this machine's float32 matmul
+    rate (``torch.matmul`` of large square matrices, same thread count).
 (b) Rollout memory: peak resident-memory increase of a DeiT-Tiny-sized model (224 px,
     patch 16, dim 192, depth 12, 3 heads) computing attention rollout
     (i) layer by layer (``forward(return_attention="rollout")``) and
@@ -62,10 +63,10 @@ def matmul_rate(n: int, repeats: int) -> float:
 
 
 @torch.no_grad()
-def vit_rate(batch: int, repeats: int) -> tuple[float, int, float]:
-    """(FLOP/s, FLOPs per forward, seconds) of vit-tiny-synth with mean attention."""
+def vit_rate(batch: int, repeats: int, arch: str = "vit-tiny-synth") -> tuple[float, int, float]:
+    """(FLOP/s, FLOPs per forward, seconds) of ``arch`` with mean attention."""
     torch.manual_seed(0)
-    model = create_vit("vit-tiny-synth", num_classes=10).eval()
+    model = create_vit(arch, num_classes=10).eval()
     x = torch.rand(batch, 3, 64, 64)
     flops = count_flops(model, batch, return_attention="mean")
     sec = _median_time(lambda: model(x, return_attention="mean"), repeats)
@@ -177,6 +178,12 @@ def main() -> None:
     ap.add_argument("--memory-runs", type=int, default=3)
     ap.add_argument("--json", type=str, default=None)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument(
+        "--arch",
+        action="append",
+        default=None,
+        help="ViT architecture(s) to time (repeatable; default vit-tiny-synth and vit-edge-synth)",
+    )
     ap.add_argument("--_child", choices=["layerwise", "store_all"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
@@ -186,23 +193,27 @@ def main() -> None:
     result: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__}
     if not args.skip_throughput:
         mm = matmul_rate(args.matmul_n, args.repeats)
-        rate, flops, sec = vit_rate(args.batch, args.repeats)
-        result["throughput"] = {
-            "matmul_n": args.matmul_n,
-            "matmul_gflops": mm / 1e9,
-            "vit": "vit-tiny-synth",
-            "batch": args.batch,
-            "forward_gflop": flops / 1e9,
-            "forward_s_median": sec,
-            "vit_gflops": rate / 1e9,
-            "fraction_of_matmul": rate / mm,
-        }
-        print(
-            f"[throughput] matmul {args.matmul_n}^2 float32: {mm / 1e9:.1f} GFLOP/s; "
-            f"vit-tiny-synth batch {args.batch} (mean attention): {flops / 1e9:.1f} GFLOP "
-            f"in {sec:.3f} s = {rate / 1e9:.1f} GFLOP/s = {rate / mm:.1%} of matmul "
-            f"({torch.get_num_threads()} threads)"
-        )
+        result["throughput"] = []
+        for arch in args.arch or ["vit-tiny-synth", "vit-edge-synth"]:
+            rate, flops, sec = vit_rate(args.batch, args.repeats, arch)
+            result["throughput"].append(
+                {
+                    "matmul_n": args.matmul_n,
+                    "matmul_gflops": mm / 1e9,
+                    "vit": arch,
+                    "batch": args.batch,
+                    "forward_gflop": flops / 1e9,
+                    "forward_s_median": sec,
+                    "vit_gflops": rate / 1e9,
+                    "fraction_of_matmul": rate / mm,
+                }
+            )
+            print(
+                f"[throughput] matmul {args.matmul_n}^2 float32: {mm / 1e9:.1f} GFLOP/s; "
+                f"{arch} batch {args.batch} (mean attention): {flops / 1e9:.1f} GFLOP "
+                f"in {sec:.3f} s = {rate / 1e9:.1f} GFLOP/s = {rate / mm:.1%} of matmul "
+                f"({torch.get_num_threads()} threads)"
+            )
 
     n = args.rollout_batch
     mib = 2**20

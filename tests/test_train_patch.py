@@ -360,3 +360,44 @@ def test_tiny_imagenet_code_path(tmp_path: Path, frozen: dict[str, str]) -> None
         ckpt_every=0,
     )
     assert ft.metrics["n"] == 3 and "acc_recon_rand_r0.25" in ft.metrics
+
+
+def test_task_model_trains_on_tiny_imagenet_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from semcom.models.checkpoint import load_checkpoint
+    from semcom.train import main
+
+    base = _write_tiny_imagenet(tmp_path, ["n001", "n002", "n003"])
+    argv = ["--model", "shape-classifier", "--out", str(tmp_path / "c"), "--steps", "3"]
+    argv += ["--batch-size", "4", "--dataset", "tiny-imagenet", "--data-root", str(base)]
+    argv += ["--threads", "1", "--quiet"]
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["split"] == "dataset" and res["n"] == 3  # the 3 val images
+    model, meta = load_checkpoint(res["checkpoint"])
+    assert model.config["num_classes"] == 3
+    # a missing data root is a one-line error, exit 2
+    bad = [str(tmp_path / "none") if a == str(base) else a for a in argv]
+    assert main(bad) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_augment_batch_flips_and_shifts() -> None:
+    from semcom.train.loop import augment_batch
+
+    x = torch.rand(16, 3, 32, 32)
+    torch.manual_seed(0)
+    a = augment_batch(x)
+    torch.manual_seed(0)
+    assert torch.equal(a, augment_batch(x))  # deterministic under the step seed
+    assert a.shape == x.shape and not torch.equal(a, x)
+    # every output is the input (or its mirror image) moved by at most 2 px
+    for i in range(16):
+        ok = False
+        for src in (x[i], x[i].flip(-1)):
+            for dy in range(-2, 3):
+                for dx in range(-2, 3):
+                    c = src[:, 2 + dy : 30 + dy, 2 + dx : 30 + dx]
+                    ok |= torch.equal(a[i, :, 2:30, 2:30], c)
+        assert ok

@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_DEMO_CHANNELS = "ideal,bsc:1e-4"
+DEFAULT_DEMO_CHANNELS = "ideal,bsc:1e-4,erasure:0.05:128"
 
 
 def _split(csv: str) -> list[str]:
@@ -49,9 +49,11 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the channels.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """The main job: the available schemes (patch-rollout and patch-variance are left to
-    `bench`) and the classical baselines on the synthetic world over an ideal and a noisy
-    channel; writes the report and prints a summary."""
+    """The main job: every available scheme (attention-guided patch transmission with
+    mean / rollout / random / variance selection, and the classical codecs) on the
+    synthetic world over an ideal, a bit-error and a packet-erasure channel, judged by the
+    zoo's classifier, fine-tuned classifier and segmenter; writes the report (plots,
+    BD-rate tables, sample and attention figures) and prints a summary."""
     from semcom.experiments.demo import run_demo
 
     run_demo(out, n_images=n_images, channels=_split(channels), seed=seed, progress=progress)
@@ -160,10 +162,17 @@ def train(ctx: typer.Context) -> None:
 @app.command()
 def bench(
     schemes_: Annotated[
-        str, typer.Option("--schemes", help="Comma-separated schemes.")
+        str,
+        typer.Option(
+            "--schemes",
+            help="Comma-separated scheme specs: a name (see `semcom schemes`) or "
+            "name[key=value,...] with constructor options, `rates=a/b/c` (this scheme's "
+            "rate settings) and `label=` (its name in the results), e.g. "
+            "'jpeg[rates=300/600],patch-mean[pixels=webp:75,vit=runs/vit.safetensors]'.",
+        ),
     ] = "jpeg,webp,avif,raw",
     channels_: Annotated[str, typer.Option("--channels", help="Comma-separated channel specs.")] = (
-        "ideal,bsc:1e-4,erasure:0.05"
+        "ideal,bsc:1e-4,erasure:0.05:128"
     ),
     rates: Annotated[
         str | None,
@@ -192,6 +201,13 @@ def bench(
             help="Segmenter checkpoint (default: the zoo's shape-segmenter on synthetic data)."
         ),
     ] = None,
+    ft_classifier: Annotated[
+        Path | None,
+        typer.Option(
+            help="Classifier fine-tuned on masked / reconstructed images; adds the metric "
+            "accuracy_ft (default: the zoo's shape-classifier-ft on synthetic data)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the channels.")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path(
         "semcom-report"
@@ -200,9 +216,10 @@ def bench(
 ) -> None:
     """The sweep: schemes x rates x channels on a dataset; writes results and the report."""
     from semcom.experiments.demo import run_bench
+    from semcom.schemes import split_scheme_list
 
     run_bench(
-        schemes=_split(schemes_),
+        schemes=split_scheme_list(schemes_),
         channels=_split(channels_),
         rates=[float(r) for r in _split(rates)] if rates else None,
         dataset=dataset,
@@ -212,6 +229,7 @@ def bench(
         size=size,
         classifier=classifier,
         segmenter=segmenter,
+        ft_classifier=ft_classifier,
         seed=seed,
         out=out,
         progress=progress,

@@ -41,15 +41,33 @@ def available_schemes() -> list[str]:
     return out
 
 
-# Left out of the demo to keep it short (run them with `semcom bench --schemes ...`):
-# selection variants whose curves the demo's patch-mean / patch-random already bracket.
-DEMO_SKIP = ("patch-rollout", "patch-variance")
+# Left out of the demo to keep it short (run them with `semcom bench --schemes ...`).
+DEMO_SKIP: tuple[str, ...] = ()
+
+
+def patch_figure(schemes: Sequence[str], images: torch.Tensor, path: Path) -> Path | None:
+    """:func:`~semcom.experiments.samples.attention_figure` for the first attention-ranked
+    patch scheme among ``schemes`` (with the first random-selection one as the baseline),
+    or None when there is none."""
+    from semcom.experiments.samples import attention_figure
+    from semcom.schemes import create_scheme
+
+    att = base = None
+    for spec in schemes:
+        sel = getattr(create_scheme(spec), "selection", None)
+        if sel in ("mean", "rollout") and att is None:
+            att = spec
+        elif sel == "random" and base is None:
+            base = spec
+    if att is None:
+        return None
+    return attention_figure(images, path, attention=att, baseline=base)
 
 
 def run_demo(
     out: Path,
     n_images: int = 128,
-    channels: Sequence[str] = ("ideal", "bsc:1e-4"),
+    channels: Sequence[str] = ("ideal", "bsc:1e-4", "erasure:0.05:128"),
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -64,7 +82,11 @@ def run_demo(
     records = run_sweep(config, evalset, judges, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     fig = reconstruction_figure(evalset.images[:6], config.schemes, out / "samples.png")
-    index = write_report(records, out, extra_sections=[("Sample reconstructions", fig)])
+    extra: list = [("Sample reconstructions", fig)]
+    att = patch_figure(config.schemes, evalset.images[:5], out / "attention.png")
+    if att is not None:
+        extra.append(("Attention-guided patch transmission", att))
+    index = write_report(records, out, extra_sections=extra)
     print_summary(records)
     print(f"report: {index}")
     return index
@@ -113,6 +135,7 @@ def run_bench(
     seed: int,
     out: Path,
     progress: bool = True,
+    ft_classifier: Path | None = None,
 ) -> Path:
     """The sweep on any dataset; returns the report's index.html."""
     from semcom.channel import create_channel
@@ -123,13 +146,17 @@ def run_bench(
 
     for s in schemes:
         sch = create_scheme(s)  # unknown scheme -> InputError before any work
+        reason = sch.unavailable_reason()
+        if reason:
+            raise InputError(f"scheme {s!r} cannot run: {reason}")
         for r in rates or ():
             sch.validate_rate(r)
     for c in channels:
         create_channel(c, seed=seed)
     if dataset == "synthetic":
         evalset = synthetic_evalset(n_images, size=size, split=split, seed=seed)
-        judges = zoo_judges() if size == 64 and not (classifier or segmenter) else Judges()
+        use_zoo = size == 64 and not (classifier or segmenter or ft_classifier)
+        judges = zoo_judges() if use_zoo else Judges()
     else:
         evalset = _real_evalset(dataset, data_root, split, n_images, size, seed)
         judges = Judges()
@@ -139,14 +166,21 @@ def run_bench(
             judges.featdist = FeatureDistance(judges.classifier.features, name=classifier.stem)
     if segmenter is not None:
         judges.segmenter = load_checkpoint(segmenter)[0].eval()
+    if ft_classifier is not None:
+        judges.classifier_ft = load_checkpoint(ft_classifier)[0].eval()
     config = SweepConfig(
         schemes=list(schemes),
         channels=list(channels),
-        rates={s: list(rates) for s in schemes} if rates else {},
+        rates={create_scheme(s).label: list(rates) for s in schemes} if rates else {},
         seed=seed,
     )
     records = run_sweep(config, evalset, judges, progress=progress)
-    index = write_report(records, out)
+    out.mkdir(parents=True, exist_ok=True)
+    extra: list = []
+    att = patch_figure(config.schemes, evalset.images[:5], out / "attention.png")
+    if att is not None:
+        extra.append(("Attention-guided patch transmission", att))
+    index = write_report(records, out, extra_sections=extra)
     print_summary(records)
     print(f"report: {index}")
     return index

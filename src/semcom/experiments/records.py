@@ -38,7 +38,14 @@ __all__ = [
 LOWER_IS_BETTER: tuple[str, ...] = ("featdist", "lpips", "bpp")
 
 #: Canonical display order of the well-known metrics; others follow alphabetically.
-METRIC_ORDER: tuple[str, ...] = ("accuracy", "miou", "pixel_accuracy", "psnr", "ssim")
+METRIC_ORDER: tuple[str, ...] = (
+    "accuracy",
+    "accuracy_ft",
+    "miou",
+    "pixel_accuracy",
+    "psnr",
+    "ssim",
+)
 
 
 def higher_is_better(metric: str) -> bool:

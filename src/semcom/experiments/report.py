@@ -24,7 +24,7 @@ import shutil
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ _TAIL_COLUMNS = ("version", "git_commit", "created")
 _TIMING_ORDER = ("encode_ms", "decode_ms")
 _METRIC_LABELS = {
     "accuracy": "top-1 accuracy",
+    "accuracy_ft": "top-1 accuracy (fine-tuned classifier)",
     "miou": "mIoU",
     "pixel_accuracy": "pixel accuracy",
     "psnr": "PSNR (dB)",
@@ -148,6 +149,24 @@ def _curve(records: Iterable[PointRecord], metric: str) -> tuple[list[float], li
         if metric in r.metrics and _finite(r.metrics[metric]) and r.mean_bytes > 0
     )
     return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def pareto_front(
+    xs: Sequence[float], ys: Sequence[float], higher: bool = True
+) -> tuple[list[float], list[float]]:
+    """The operational rate-quality curve of points sorted by bytes: keep a point only when
+    its quality beats every cheaper point's (strictly). A scheme's best setting at each
+    byte budget; what BD-rate integrates (it needs a strictly monotone curve)."""
+    keep_x: list[float] = []
+    keep_y: list[float] = []
+    for x, y in zip(xs, ys, strict=True):
+        if not keep_y or (y > keep_y[-1] if higher else y < keep_y[-1]):
+            if keep_x and x == keep_x[-1]:
+                keep_y[-1] = y
+            else:
+                keep_x.append(x)
+                keep_y.append(y)
+    return keep_x, keep_y
 
 
 def metric_label(metric: str, direction: bool = True) -> str:
@@ -484,6 +503,9 @@ def bd_rate_table(
 ) -> list[BDRateEntry]:
     """Task BD-rate (on ``mean_bytes``) of every other scheme vs ``anchor_scheme``, per condition.
 
+    Each curve is first reduced to its :func:`pareto_front` (a setting that costs more
+    bytes without improving the metric is never the one to use).
+
     Uses :func:`semcom.metrics.bd_rate` (negative = fewer bytes than the anchor for the
     same task quality). Lower-is-better metrics are negated first. Pairs that cannot be
     compared (too few points, curves that do not overlap, ...) get ``bd_rate=None`` and a
@@ -496,14 +518,17 @@ def bd_rate_table(
         raise InputError(f"anchor scheme {anchor_scheme!r} is not in the records")
     if metric not in _metrics(recs):
         raise InputError(f"metric {metric!r} is not in the records")
-    call = _bd_caller(bd_rate, higher_is_better(metric))
+    higher = higher_is_better(metric)
+    call = _bd_caller(bd_rate, higher)
     entries: list[BDRateEntry] = []
     for cond, group in _by_condition(recs).items():
-        anchor_x, anchor_y = _curve((r for r in group if r.scheme == anchor_scheme), metric)
+        anchor_x, anchor_y = pareto_front(
+            *_curve((r for r in group if r.scheme == anchor_scheme), metric), higher
+        )
         for scheme in _unique(r.scheme for r in group):
             if scheme == anchor_scheme:
                 continue
-            xs, ys = _curve((r for r in group if r.scheme == scheme), metric)
+            xs, ys = pareto_front(*_curve((r for r in group if r.scheme == scheme), metric), higher)
             value: float | None = None
             if len(anchor_x) < 2:
                 reason = f"anchor has {_points(len(anchor_x))} here"
@@ -519,6 +544,134 @@ def bd_rate_table(
                     value = None
             entries.append(BDRateEntry(metric, cond, scheme, anchor_scheme, value, reason))
     return entries
+
+
+#: The classical codecs a learned scheme is compared with in :func:`best_vs_best`.
+CLASSICAL_CODECS: tuple[str, ...] = ("jpeg", "webp", "avif")
+
+
+@dataclass
+class BestVsBest:
+    """Headline BD-rate of one condition: the best candidate vs the best baseline.
+
+    ``ranking`` holds every candidate's BD-rate against ``baseline`` (None when the
+    curves cannot be compared), best first; ``bd_rate`` is the first finite one.
+    """
+
+    metric: str
+    condition: str
+    baseline: str | None
+    candidate: str | None
+    bd_rate: float | None
+    ranking: list[tuple[str, float | None]] = field(default_factory=list)
+    reason: str = ""
+
+
+def _best_baseline(group: Sequence[PointRecord], metric: str, baselines: Sequence[str]) -> str:
+    """The baseline whose BD-rate against the other baselines is lowest on average."""
+    present = [b for b in baselines if any(r.scheme == b for r in group)]
+    if len(present) == 1:
+        return present[0]
+    from semcom.metrics import bd_rate
+
+    higher = higher_is_better(metric)
+    call = _bd_caller(bd_rate, higher)
+    scores: dict[str, float] = {}
+    for b in present:
+        xb, yb = pareto_front(*_curve((r for r in group if r.scheme == b), metric), higher)
+        vals = []
+        for other in present:
+            if other == b:
+                continue
+            xo, yo = pareto_front(*_curve((r for r in group if r.scheme == other), metric), higher)
+            try:
+                v = call(xo, yo, xb, yb)
+            except (ValueError, ArithmeticError):
+                continue
+            if math.isfinite(v):
+                vals.append(v)
+        scores[b] = sum(vals) / len(vals) if vals else math.inf
+    return min(present, key=lambda b: (scores[b], present.index(b)))
+
+
+def best_vs_best(
+    records: Sequence[PointRecord | Mapping[str, Any]],
+    metric: str = "accuracy",
+    candidate_prefix: str = "patch",
+    baselines: Sequence[str] = CLASSICAL_CODECS,
+) -> list[BestVsBest]:
+    """Per condition, the task BD-rate of the best ``candidate_prefix*`` scheme against the
+    best of ``baselines`` (the baseline with the lowest mean BD-rate against the others).
+
+    Negative = the candidate needs fewer bytes for the same ``metric``. Conditions missing
+    either side are left out; pairs whose curves do not overlap rank last with ``None``.
+    """
+    from semcom.metrics import bd_rate
+
+    recs = _require(records)
+    if metric not in _metrics(recs):
+        raise InputError(f"metric {metric!r} is not in the records")
+    higher = higher_is_better(metric)
+    call = _bd_caller(bd_rate, higher)
+    out: list[BestVsBest] = []
+    for cond, group in _by_condition(recs).items():
+        cands = [s for s in _unique(r.scheme for r in group) if s.startswith(candidate_prefix)]
+        if not cands or not any(r.scheme in baselines for r in group):
+            continue
+        base = _best_baseline(group, metric, baselines)
+        bx, by = pareto_front(*_curve((r for r in group if r.scheme == base), metric), higher)
+        ranking: list[tuple[str, float | None]] = []
+        for c in cands:
+            cx, cy = pareto_front(*_curve((r for r in group if r.scheme == c), metric), higher)
+            value: float | None = None
+            if len(bx) >= 2 and len(cx) >= 2:
+                try:
+                    value = call(bx, by, cx, cy)
+                except (ValueError, ArithmeticError):
+                    value = None
+                if value is not None and not math.isfinite(value):
+                    value = None
+            ranking.append((c, value))
+        ranking.sort(key=lambda cv: (cv[1] is None, cv[1] if cv[1] is not None else 0.0))
+        best, value = ranking[0]
+        reason = "" if value is not None else "no candidate curve overlaps the baseline's"
+        out.append(
+            BestVsBest(
+                metric, cond, base, best if value is not None else None, value, ranking, reason
+            )
+        )
+    return out
+
+
+def _best_section(recs: Sequence[PointRecord]) -> str:
+    metrics = [m for m in ("accuracy", "accuracy_ft", "miou") if m in _metrics(recs)]
+    rows = []
+    for metric in metrics:
+        try:
+            entries = best_vs_best(recs, metric)
+        except (InputError, ImportError):
+            continue
+        for e in entries:
+            shown = ", ".join(f"{s} {'n/a' if v is None else f'{v:+.1f} %'}" for s, v in e.ranking)
+            value = "n/a" if e.bd_rate is None else f"{e.bd_rate:+.1f} %"
+            cls = "na" if e.bd_rate is None else "num good" if e.bd_rate < 0 else "num bad"
+            rows.append(
+                f"<tr><td>{_e(metric_label(metric))}</td><td>{_e(e.condition)}</td>"
+                f"<td>{_e(e.candidate or '-')}</td><td>{_e(e.baseline)}</td>"
+                f'<td class="{cls}">{_e(value)}</td><td class="cfg">{_e(shown)}</td></tr>'
+            )
+    if not rows:
+        return ""
+    return (
+        '<p class="note">Task BD-rate of the best learned patch configuration against the '
+        "best classical codec (" + ", ".join(CLASSICAL_CODECS) + ") per channel, over the "
+        "quality range both curves cover. Negative = fewer bytes for the same task quality."
+        '</p><div class="scroll"><table><thead><tr><th>metric</th><th>channel</th>'
+        '<th>best patch scheme</th><th>best codec</th><th class="num">BD-rate</th>'
+        "<th>every patch scheme vs that codec</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
 
 
 # --------------------------------------------------------------------------- HTML
@@ -763,6 +916,9 @@ def write_html(
     parts.append("</section>")
 
     parts.append('<section id="bd-rate"><h2>BD-rate</h2>')
+    best = _best_section(recs)
+    if best:
+        parts.append("<h3>Best patch configuration vs best classical codec</h3>" + best)
     parts.append(_bd_section(recs, anchor))
     parts.append("</section>")
 
@@ -799,9 +955,11 @@ def _short_metric(metric: str, value: float | None) -> str:
 
 
 def print_summary(
-    records: Sequence[PointRecord | Mapping[str, Any]], console: Any = None, max_metrics: int = 4
+    records: Sequence[PointRecord | Mapping[str, Any]], console: Any = None, max_metrics: int = 5
 ) -> None:
-    """Print compact rich tables, one per channel: scheme, rate, bytes, main metrics, failures.
+    """Print compact rich tables, one per channel: scheme, rate, bytes, main metrics, failures;
+    then the headline task BD-rate (:func:`best_vs_best`) when patch schemes and classical
+    codecs were both run.
 
     At most ``max_metrics`` metrics are shown (the well-known ones first).
     """
@@ -811,7 +969,10 @@ def print_summary(
     from rich.text import Text
 
     recs = _require(records)
-    console = console if console is not None else Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a pipe or a log file: do not squeeze to 80 columns
+            console = Console(width=150)
     metrics = _metrics(recs)[:max_metrics]
     console.print(Text(f"semcom results — {_data_summary(recs)}", style="bold"))
     for cond, group in _by_condition(recs).items():
@@ -839,6 +1000,19 @@ def print_summary(
                 f"{100 * r.failure_rate:.1f}%",
             )
         console.print(table)
+    for metric in [m for m in ("accuracy", "accuracy_ft") if m in _metrics(recs)]:
+        try:
+            entries = best_vs_best(recs, metric)
+        except (InputError, ImportError):
+            continue
+        for e in entries:
+            value = f"n/a ({e.reason})" if e.bd_rate is None else f"{e.bd_rate:+.1f} %"
+            console.print(
+                Text(
+                    f"task BD-rate ({metric}, {e.condition}): best patch scheme "
+                    f"{e.candidate or '-'} vs best codec {e.baseline}: {value}"
+                )
+            )
 
 
 # --------------------------------------------------------------------------- all of it

@@ -42,11 +42,17 @@ class EvalSet:
 
 @dataclass
 class Judges:
-    """The receiver-side task models (frozen) and the perceptual-distance backbone."""
+    """The receiver-side task models (frozen) and the perceptual-distance backbone.
+
+    ``classifier`` gives the ``accuracy`` metric; ``classifier_ft`` (optional) is a
+    classifier fine-tuned on masked / reconstructed images (the zoo's
+    ``shape-classifier-ft``) and gives ``accuracy_ft`` on the same outputs.
+    """
 
     classifier: torch.nn.Module | None = None
     segmenter: torch.nn.Module | None = None
     featdist: Any = None  # semcom.metrics.FeatureDistance or None
+    classifier_ft: torch.nn.Module | None = None
 
 
 @dataclass
@@ -84,9 +90,9 @@ def synthetic_evalset(n: int, size: int = 64, split: str = "test", seed: int = 0
     return EvalSet(batch.images, batch.labels, batch.masks, "synthetic", split, seed)
 
 
-def zoo_judges(featdist: bool = True) -> Judges:
-    """The zoo's classifier and segmenter (each if present), frozen, with a deep-feature
-    distance on the classifier's features."""
+def zoo_judges(featdist: bool = True, finetuned: bool = True) -> Judges:
+    """The zoo's classifier, segmenter and fine-tuned classifier (each if present), frozen,
+    with a deep-feature distance on the classifier's features."""
     from semcom.metrics import FeatureDistance
     from semcom.models.zoo import list_zoo, load_pretrained
 
@@ -94,7 +100,10 @@ def zoo_judges(featdist: bool = True) -> Judges:
     clf = load_pretrained("shape-classifier").eval() if "shape-classifier" in zoo else None
     seg = load_pretrained("shape-segmenter").eval() if "shape-segmenter" in zoo else None
     fd = FeatureDistance(clf.features, name="semcom-classifier") if featdist and clf else None
-    return Judges(clf, seg, fd)
+    ft = None
+    if finetuned and "shape-classifier-ft" in zoo:
+        ft = load_pretrained("shape-classifier-ft").eval()
+    return Judges(clf, seg, fd, ft)
 
 
 @torch.no_grad()
@@ -107,7 +116,7 @@ def judge(
 
     n = x_hat.shape[0]
     sums: dict[str, float] = {"psnr": 0.0, "ssim": 0.0}
-    correct = 0
+    correct = correct_ft = 0
     meter = None
     fd_name = None
     for lo in range(0, n, batch_size):
@@ -121,6 +130,9 @@ def judge(
         if judges.classifier is not None and evalset.labels is not None:
             pred = judges.classifier(xb).argmax(1)
             correct += int((pred == evalset.labels[lo : lo + batch_size]).sum())
+        if judges.classifier_ft is not None and evalset.labels is not None:
+            pred = judges.classifier_ft(xb).argmax(1)
+            correct_ft += int((pred == evalset.labels[lo : lo + batch_size]).sum())
         if judges.segmenter is not None and evalset.masks is not None:
             seg_logits = judges.segmenter(xb)  # (B, C + 1, H, W)
             if meter is None:
@@ -129,6 +141,8 @@ def judge(
     out = {k: v / n for k, v in sums.items()}
     if judges.classifier is not None and evalset.labels is not None:
         out["accuracy"] = correct / n
+    if judges.classifier_ft is not None and evalset.labels is not None:
+        out["accuracy_ft"] = correct_ft / n
     if meter is not None:
         seg = meter.compute()
         out["miou"] = float(seg["miou"])
@@ -172,7 +186,7 @@ def run_point(
     n = len(messages)
     mean_bytes = sum(len(m) for m in messages) / n
     return PointRecord(
-        scheme=scheme.name,
+        scheme=scheme.label,
         settings=scheme.settings(rate),
         rate_label=scheme.rate_label(rate),
         channel=channel.name,
@@ -207,22 +221,24 @@ def run_sweep(
     schemes = [create_scheme(s) for s in config.schemes]
     plan = []
     for scheme in schemes:
-        rates = list(config.rates.get(scheme.name, scheme.default_rates))
+        rates = list(
+            config.rates.get(scheme.label, config.rates.get(scheme.name, scheme.default_rates))
+        )
         if not rates:
-            raise InputError(f"no rate settings for scheme {scheme.name!r}")
+            raise InputError(f"no rate settings for scheme {scheme.label!r}")
         plan += [(scheme, scheme.validate_rate(r)) for r in rates]
     records: list[PointRecord] = []
     n = evalset.images.shape[0]
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("sweep", total=len(plan) * (1 + len(config.channels)))
         for scheme, rate in plan:
-            bar.update(task, description=f"{scheme.name} @ {scheme.rate_label(rate)}: encoding")
+            bar.update(task, description=f"{scheme.label} @ {scheme.rate_label(rate)}: encoding")
             t0 = time.perf_counter()
             messages = scheme.compress_batch(evalset.images, rate)
             encode_ms = (time.perf_counter() - t0) * 1000 / n
             bar.advance(task)
             for spec in config.channels:
-                bar.update(task, description=f"{scheme.name} @ {scheme.rate_label(rate)}: {spec}")
+                bar.update(task, description=f"{scheme.label} @ {scheme.rate_label(rate)}: {spec}")
                 records.append(
                     run_point(
                         scheme,

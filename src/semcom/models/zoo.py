@@ -31,6 +31,8 @@ from semcom.errors import BitstreamError, InputError
 
 __all__ = [
     "add_to_zoo",
+    "is_checkpoint_path",
+    "load_model",
     "file_sha256",
     "list_zoo",
     "load_pretrained",
@@ -115,6 +117,34 @@ def load_pretrained(name: str) -> nn.Module:
     if getattr(model, "task", None) is None and entry.get("task"):
         model.task = entry["task"]  # type: ignore[assignment]
     return model
+
+
+def is_checkpoint_path(spec: str | Path) -> bool:
+    """True when ``spec`` names a checkpoint file rather than a zoo entry (a path with a
+    checkpoint suffix or a separator, or an existing file)."""
+    text = str(spec)
+    return (
+        text.endswith((".safetensors", ".pt", ".pth"))
+        or "/" in text
+        or "\\" in text
+        or Path(text).is_file()
+    )
+
+
+def load_model(spec: str | Path) -> nn.Module:
+    """A model in eval mode from a zoo name or a semcom checkpoint path.
+
+    Checkpoints load through :func:`semcom.models.checkpoint.load_checkpoint`
+    (safetensors, no pickle). A missing file or zoo entry raises InputError.
+    """
+    if is_checkpoint_path(spec):
+        from semcom.models.checkpoint import load_checkpoint
+
+        if not Path(spec).is_file():
+            raise InputError(f"checkpoint {str(spec)!r} does not exist")
+        model, _ = load_checkpoint(spec)
+        return model.eval()
+    return load_pretrained(str(spec))
 
 
 def add_to_zoo(

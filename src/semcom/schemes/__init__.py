@@ -2,6 +2,20 @@
 
 from semcom.schemes import classical as _classical  # noqa: F401  (registers jpeg/webp/avif/raw)
 from semcom.schemes import patch as _patch  # noqa: F401  (registers patch-*)
-from semcom.schemes.base import Scheme, create_scheme, list_schemes, register_scheme
+from semcom.schemes.base import (
+    Scheme,
+    create_scheme,
+    list_schemes,
+    parse_scheme_spec,
+    register_scheme,
+    split_scheme_list,
+)
 
-__all__ = ["Scheme", "create_scheme", "list_schemes", "register_scheme"]
+__all__ = [
+    "Scheme",
+    "create_scheme",
+    "list_schemes",
+    "parse_scheme_spec",
+    "register_scheme",
+    "split_scheme_list",
+]

@@ -35,6 +35,14 @@ class Scheme(ABC):
     rate_unit: ClassVar[str] = "bytes"
     default_rates: ClassVar[tuple[float, ...]] = ()
 
+    _label: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Display name in results: the spec it was built from (``create_scheme``), or its
+        ``label=`` option, else the registry name."""
+        return self._label or self.name
+
     def validate_rate(self, rate: float) -> float:
         """Return ``rate`` if it is a valid setting for this scheme, else raise InputError."""
         return rate
@@ -101,12 +109,103 @@ def list_schemes() -> list[str]:
     return sorted(_SCHEMES)
 
 
+def _spec_value(text: str) -> Any:
+    """An option value of a scheme spec: int, float, bool, none, else the string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_scheme_spec(spec: str) -> tuple[str, dict[str, Any], str | None]:
+    """Split ``"name[key=value,...]"`` into ``(name, options, label)``.
+
+    Values become int / float / bool / None where they read as one (else str); the
+    ``label=`` option names the configuration in results (default: the spec without its
+    ``rates=`` option, when other options remain).
+    ``"patch-mean[pixels=webp:75,label=patch-webp]"`` ->
+    ``("patch-mean", {"pixels": "webp:75"}, "patch-webp")``. Malformed specs raise
+    InputError.
+    """
+    text = str(spec).strip()
+    if "[" not in text:
+        if "]" in text or not text:
+            raise InputError(f"malformed scheme spec {spec!r}")
+        return text, {}, None
+    name, _, rest = text.partition("[")
+    if not rest.endswith("]") or "[" in rest[:-1] or "]" in rest[:-1] or not name:
+        raise InputError(f"malformed scheme spec {spec!r}; expected name[key=value,...]")
+    options: dict[str, Any] = {}
+    shown: list[str] = []
+    for item in filter(None, (p.strip() for p in rest[:-1].split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise InputError(f"scheme spec {spec!r}: option {item!r} is not key=value")
+        if key in options:
+            raise InputError(f"scheme spec {spec!r}: option {key!r} given twice")
+        options[key] = _spec_value(value.strip())
+        if key not in ("label", "rates"):
+            shown.append(f"{key}={value.strip()}")
+    label = options.pop("label", None)
+    if label is not None:
+        label = str(label)
+    elif shown:
+        label = f"{name.strip()}[{','.join(shown)}]"
+    return name.strip(), options, label
+
+
+def split_scheme_list(text: str) -> list[str]:
+    """Split a comma-separated list of scheme specs; commas inside ``[...]`` stay."""
+    out, depth, cur = [], 0, []
+    for ch in str(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return [s for s in out if s]
+
+
 def create_scheme(name: str, **kwargs: Any) -> Scheme:
-    """Build the scheme registered as ``name``; unknown names raise InputError."""
+    """Build a registered scheme from its name or spec ``"name[key=value,...]"``.
+
+    Spec options (see :func:`parse_scheme_spec`) are constructor keyword arguments;
+    ``kwargs`` override them. The option ``rates=a/b/c`` replaces the scheme's
+    ``default_rates`` (the sweep's settings), e.g. ``"jpeg[rates=300/500/900]"``.
+    Unknown names and bad options raise InputError.
+    """
+    base, options, label = parse_scheme_spec(name)
+    rates = options.pop("rates", None)
     try:
-        factory = _SCHEMES[name]
+        factory = _SCHEMES[base]
     except KeyError:
         raise InputError(
-            f"unknown scheme {name!r}; known schemes: {', '.join(list_schemes())}"
+            f"unknown scheme {base!r}; known schemes: {', '.join(list_schemes())}"
         ) from None
-    return factory(**kwargs)
+    try:
+        scheme = factory(**{**options, **kwargs})
+    except TypeError as exc:  # an option the constructor does not take
+        raise InputError(f"scheme {name!r}: {exc}") from None
+    if label is not None:
+        scheme._label = label
+    if rates is not None:
+        parts = str(rates).split("/")
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            raise InputError(f"scheme {name!r}: rates must be numbers joined by '/'") from None
+        scheme.default_rates = tuple(scheme.validate_rate(v) for v in values)  # type: ignore[misc]
+    return scheme

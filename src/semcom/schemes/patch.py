@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -121,15 +122,15 @@ class PatchScheme(Scheme):
         rule: optional selection-rule spec (``"cumsum:0.9"``, ``"threshold:0.02"``,
             ``"topk:16"``, ...) replacing the rate rule; the rate is then ignored (only
             recorded) and ``default_rates`` is ``(1.0,)``.
-        vit: a ``VisionTransformer`` instance or a zoo name (loaded at first use). Only
-            ``"mean"``/``"rollout"`` run it; the others take the patch grid from it (for
-            a zoo name, from the zoo's config without loading weights). ``None`` is
-            allowed for ``"random"``/``"variance"`` with explicit ``img_size`` and
+        vit: a ``VisionTransformer`` instance, a zoo name or a checkpoint path (loaded at
+            first use). Only ``"mean"``/``"rollout"`` run it; the others take the patch
+            grid from it (for a zoo name, from the zoo's config without loading weights).
+            ``None`` is allowed for ``"random"``/``"variance"`` with explicit ``img_size`` and
             ``patch_size``.
         decoder: the receiver's model -- an instance with ``forward(sparse (N, 3, H, W),
-            mask (N, 1, H, W)) -> (N, 3, H, W)`` (floats in ``[0, 1]``), a zoo name
-            (loaded at first use), or ``None`` for no decoder (``x_hat`` = the sparse
-            image, missing patches black).
+            mask (N, 1, H, W)) -> (N, 3, H, W)`` (floats in ``[0, 1]``), a zoo name or
+            a checkpoint path (loaded at first use), or ``None`` for no decoder
+            (``x_hat`` = the sparse image, missing patches black).
         seed: seed of ``"random"`` selection.
         group_size: patches per pixel section (>= 1); ``0`` puts all in one section.
         img_size, patch_size: the grid when there is no ViT (must agree with it if any).
@@ -147,11 +148,14 @@ class PatchScheme(Scheme):
 
     def unavailable_reason(self) -> str | None:
         """Zoo names this scheme needs that have no weights here, or None."""
-        from semcom.models.zoo import list_zoo
+        from semcom.models.zoo import is_checkpoint_path, list_zoo
 
         zoo = set(list_zoo())
-        missing = [s for s in (self._vit_spec, self._decoder_spec) if isinstance(s, str)]
-        missing = [s for s in missing if s not in zoo]
+        specs = [s for s in (self._vit_spec, self._decoder_spec) if isinstance(s, str)]
+        files = [s for s in specs if is_checkpoint_path(s) and not Path(s).is_file()]
+        if files:
+            return f"no checkpoint file {', '.join(files)}"
+        missing = [s for s in specs if not is_checkpoint_path(s) and s not in zoo]
         return f"no zoo weights for {', '.join(missing)}" if missing else None
 
     def __init__(
@@ -234,9 +238,10 @@ class PatchScheme(Scheme):
         if self._geometry_checked:
             return
         if isinstance(self._vit_spec, str) and (self._img_size is None or self._patch_size is None):
-            from semcom.models.zoo import zoo_entry
+            from semcom.models.zoo import is_checkpoint_path, zoo_entry
 
-            cfg = zoo_entry(self._vit_spec).get("config", {})
+            cfg = {} if is_checkpoint_path(self._vit_spec) else zoo_entry(self._vit_spec)
+            cfg = cfg.get("config", {})
             size, ps = cfg.get("img_size"), cfg.get("patch_size")
             if isinstance(size, int) and isinstance(ps, int):
                 self._img_size = self._img_size or size
@@ -270,9 +275,9 @@ class PatchScheme(Scheme):
         if self._vit is None:
             if not isinstance(self._vit_spec, str):
                 raise InputError("this scheme has no ViT")
-            from semcom.models.zoo import load_pretrained
+            from semcom.models.zoo import load_model
 
-            vit = load_pretrained(self._vit_spec)
+            vit = load_model(self._vit_spec)
             self._geometry_checked = False
             self._check_vit_geometry(vit)
             self._vit = self._prepare(vit)
@@ -283,9 +288,9 @@ class PatchScheme(Scheme):
         """The receiver's decoder (loaded from the zoo at first use), or None."""
         if self._decoder is None and self._decoder_spec is not None:
             if isinstance(self._decoder_spec, str):
-                from semcom.models.zoo import load_pretrained
+                from semcom.models.zoo import load_model
 
-                self._decoder = self._prepare(load_pretrained(self._decoder_spec))
+                self._decoder = self._prepare(load_model(self._decoder_spec))
             else:
                 self._decoder = self._prepare(self._decoder_spec)
         return self._decoder

@@ -42,20 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="registered model name, e.g. shape-classifier")
     p.add_argument("--out", required=True, help="output directory (checkpoints, metrics.json)")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000, help="total optimizer steps")
     p.add_argument("--batch-size", type=int, default=64, help="global batch size")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "onecycle", "constant"])
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
+    p.add_argument("--seed", type=int, default=0, help="fixes the init and every batch")
+    p.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=["cosine", "onecycle", "constant"],
+        help="learning-rate schedule after the warmup",
+    )
     p.add_argument("--warmup", type=float, default=0.05, help="warmup fraction of steps")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing"
+    )
     p.add_argument("--aux-weight", type=float, default=1.0, help="classifier dense mask loss")
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=64, help="image side (multiple of 8)")
     p.add_argument("--model-kw", default="{}", help="JSON object of model config overrides")
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--eval-n", type=int, default=512)
-    p.add_argument("--eval-split", default="val")
+    p.add_argument("--ckpt-every", type=int, default=250, help="steps between resume checkpoints")
+    p.add_argument(
+        "--eval-n", type=int, default=512, help="images of the final evaluation (0 skips it)"
+    )
+    p.add_argument("--eval-split", default="val", help="synthetic split of the final evaluation")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
     p.add_argument(
         "--threads",
@@ -63,12 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch.set_num_threads (1: fastest on a shared CPU)",
     )
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        choices=["synthetic", "tiny-imagenet"],
+        help="training data: the generated synthetic world, or Tiny-ImageNet-200 "
+        "(train split; the final evaluation uses its val split)",
+    )
+    p.add_argument("--data-root", default=None, help="dataset directory (real datasets)")
     g = p.add_argument_group("patch transmission (vit-synth, patch-decoder-synth, ...-ft)")
     g.add_argument("--arch", default=None, help="architecture to build (default per recipe)")
-    g.add_argument("--dataset", default="synthetic", choices=["synthetic", "tiny-imagenet"])
-    g.add_argument("--data-root", default=None, help="dataset directory (real datasets)")
     g.add_argument("--attn-weight", type=float, default=0.0, help="ViT attention guidance")
     g.add_argument("--perceptual-weight", type=float, default=0.0, help="decoder featdist term")
     g.add_argument("--min-rate", type=float, default=0.25, help="decoder's lowest keep rate")
@@ -97,6 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model in PATCH_MODELS:
         return _main_patch(args, model_kw)
     try:
+        data = eval_data = None
+        if args.dataset != "synthetic":
+            from semcom.train.patch import load_data_split
+
+            data = load_data_split(args.dataset, args.data_root, "train", args.image_size)
+            eval_data = load_data_split(args.dataset, args.data_root, "val", args.image_size)
+            model_kw.setdefault("num_classes", int(data.num_classes))
         return _report(
             train_task_model(
                 args.model,
@@ -107,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 weight_decay=args.weight_decay,
                 seed=args.seed,
                 resume=not args.no_resume,
+                data=data,
+                eval_data=eval_data,
                 model_kw=model_kw,
                 image_size=args.image_size,
                 schedule=args.schedule,

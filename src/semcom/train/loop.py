@@ -164,6 +164,24 @@ class _Progress:
             self.bar.stop()
 
 
+def augment_batch(x: torch.Tensor) -> torch.Tensor:
+    """Random horizontal flip and shift (reflect padding) per image; float ``(N, C, H, W)``.
+
+    Draws from the global torch RNG (the training loop seeds it per step).
+    """
+    n, _, h, w = x.shape
+    pad = max(1, min(h, w) // 16)
+    flip = torch.rand(n) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,)).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (n,)).tolist()
+    crops = [
+        padded[i, :, a : a + h, b : b + w] for i, (a, b) in enumerate(zip(dy, dx, strict=True))
+    ]
+    return torch.stack(crops)
+
+
 def train_task_model(
     name: str,
     out_dir: str | os.PathLike[str],
@@ -190,6 +208,7 @@ def train_task_model(
     log_every: int = 50,
     threads: int | None = None,
     stop_after: int | None = None,
+    augment: bool = True,
 ) -> TrainResult:
     """Train registered model ``name``; write checkpoints to ``out_dir``; return the result.
 
@@ -211,6 +230,9 @@ def train_task_model(
         stop_after: end this call after that step (a time-boxed or simulated-preempted
             job): state is saved to ``last.*``, nothing is evaluated; call again with the
             same arguments to continue. The LR schedule always spans ``steps``.
+        augment: for classifiers on a real dataset (``data``): random horizontal flips
+            and random shifts of up to 1/16 of the side (reflect padding). The synthetic
+            world is never augmented (it is infinite).
     """
     if steps < 1 or batch_size < 1:
         raise InputError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
@@ -254,6 +276,7 @@ def train_task_model(
             quiet=quiet,
             log_every=log_every,
             stop_after=stop_after,
+            augment=augment,
             rank=rank,
             world=world,
         )
@@ -287,6 +310,7 @@ def _train(
     quiet: bool,
     log_every: int,
     stop_after: int | None,
+    augment: bool,
     rank: int,
     world: int,
 ) -> TrainResult:
@@ -329,6 +353,7 @@ def _train(
         "grad_clip": grad_clip,
         "aux_weight": aux_weight,
         "data": "synthetic" if data is None else type(data).__name__,
+        "augment": bool(augment and data is not None and task == "classify"),
     }
     start = 0
     last_w, last_s = out / "last.safetensors", out / "last_state.pt"
@@ -357,6 +382,8 @@ def _train(
         for step in range(start, end):
             torch.manual_seed(_step_seed(seed, step) + rank)
             x, y, masks = source.batch(step, batch_size, rank, world)
+            if run_args["augment"]:
+                x = augment_batch(x)
             loss = _loss(net, task, x, y, masks, label_smoothing, aux_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()

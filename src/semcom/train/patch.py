@@ -204,7 +204,8 @@ def _attention(vit: nn.Module, x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- data
 
 
-def _load_data(dataset: str, data_root: Any, split: str, size: int) -> Any:
+def load_data_split(dataset: str, data_root: Any, split: str, size: int) -> Any:
+    """A real dataset's split by name (``None`` for "synthetic", generated on the fly)."""
     if dataset == "synthetic":
         return None
     if dataset not in DATASETS:
@@ -614,9 +615,9 @@ def train_patch_model(
     if threads:
         torch.set_num_threads(int(threads))
     if data is None:
-        data = _load_data(dataset, data_root, "train", image_size)
+        data = load_data_split(dataset, data_root, "train", image_size)
         if eval_data is None and data is not None:
-            eval_data = _load_data(dataset, data_root, "val", image_size)
+            eval_data = load_data_split(dataset, data_root, "val", image_size)
     elif dataset == "synthetic":
         dataset = type(data).__name__
     cfg = {
