@@ -119,3 +119,38 @@ def test_help_lists_every_command(capsys) -> None:
     out = capsys.readouterr().out
     for cmd in ("demo", "send", "receive", "inspect", "train", "bench"):
         assert cmd in out
+
+
+def test_patch_send_receive_round_trip_and_resize(image_file, tmp_path, capsys) -> None:
+    """A patch message decodes through the receiver registered for its wire name; an
+    image of another size is refused with one line, or resized with --resize."""
+    import json
+
+    from semcom.models.zoo import list_zoo
+
+    if not {"vit-synth", "patch-decoder-synth"} <= set(list_zoo()):
+        pytest.skip("zoo weights for the patch schemes are missing")
+    img, label = image_file
+    msg = tmp_path / "p.smc"
+    spec = "patch-mean[pixels=q4]"
+    assert main(["send", str(img), "--scheme", spec, "--rate", "0.5", "-o", str(msg)]) == 0
+    capsys.readouterr()
+    assert main(["receive", str(msg), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["scheme"] == "patch" and result["image"] == "64x64"
+    assert result["class"] in CLASS_NAMES
+
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.open(img).resize((100, 80)).save(big)
+    assert main(["send", str(big), "--scheme", spec, "--rate", "0.25", "-o", str(msg)]) == 2
+    line = _err_line(capsys)
+    assert "3x80x100" in line and "--resize" in line
+    args = ["send", str(big), "--scheme", spec, "--rate", "0.25", "-o", str(msg), "--resize"]
+    assert main(args) == 0
+    assert "image 64x64" in capsys.readouterr().out
+    # decoding with a decoder checkpoint that does not exist: one line, exit 2
+    bad = ["receive", str(msg), "--scheme", f"patch-mean[decoder={tmp_path / 'no.safetensors'}]"]
+    assert main(bad) == 2
+    assert "does not exist" in _err_line(capsys)

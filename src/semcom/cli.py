@@ -64,17 +64,31 @@ def send(
     image: Annotated[
         Path, typer.Argument(help="Image file to transmit (any format Pillow reads).")
     ],
-    scheme: Annotated[str, typer.Option(help="Scheme name (see `semcom schemes`).")] = "jpeg",
+    scheme: Annotated[
+        str,
+        typer.Option(
+            help="Scheme name or spec name[key=value,...] (see `semcom schemes`; patch "
+            "schemes take e.g. pixels=q3)."
+        ),
+    ] = "jpeg",
     rate: Annotated[
         float | None,
         typer.Option(
-            help="Rate setting; for codecs the message size in bytes. Default: the "
-            "scheme's middle default rate."
+            help="Rate setting; for codecs the message size in bytes, for patch schemes "
+            "the fraction of patches kept. Default: the scheme's middle default rate."
         ),
     ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Message file to write.")] = Path(
         "msg.smc"
     ),
+    resize: Annotated[
+        bool,
+        typer.Option(
+            help="Resize the image (bicubic) to the size a fixed-size scheme takes (the "
+            "patch schemes' ViT input, 64x64 for the zoo's); without it such a scheme "
+            "refuses an image of another size."
+        ),
+    ] = False,
 ) -> None:
     """Transmitter: turn IMAGE into a message file (.smc) and print its size."""
     from semcom.imageio import load_image
@@ -85,6 +99,11 @@ def send(
         rate = sch.default_rates[len(sch.default_rates) // 2]
     rate = sch.validate_rate(rate)
     img = load_image(image)
+    side = getattr(sch, "img_size", None)
+    if resize and isinstance(side, int) and tuple(img.shape[-2:]) != (side, side):
+        from semcom.imageio import resize_image
+
+        img = resize_image(img, (side, side))
     msg = sch.compress(img, rate)
     output.write_bytes(msg)
     h, w = img.shape[-2:]
@@ -101,11 +120,19 @@ def receive(
         Path | None, typer.Option("--output", "-o", help="Write the reconstruction here (PNG).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the task result as JSON.")] = False,
+    scheme: Annotated[
+        str | None,
+        typer.Option(
+            help="Decode with this scheme spec, e.g. 'patch-mean[decoder=dec.safetensors]' "
+            "for a message made with other models (default: the receiver the message's "
+            "header names, with the zoo's models)."
+        ),
+    ] = None,
 ) -> None:
     """Receiver: decode a message and print the task result (class, segmentation summary)."""
     from semcom.experiments.receiver import receive_file
 
-    result = receive_file(message, output)
+    result = receive_file(message, output, scheme)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -31,6 +31,13 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize uint8 ``(3, H, W)`` to ``size = (height, width)`` with Pillow's bicubic filter."""
+    arr = x.permute(1, 2, 0).contiguous().numpy()
+    out = Image.fromarray(arr).resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1).contiguous()
+
+
 def save_image(x: torch.Tensor, path: str | Path) -> None:
     """Write uint8 ``(3, H, W)`` as an image file (format from the suffix, PNG if none)."""
     p = Path(path)

@@ -54,15 +54,21 @@ def describe_task(x_hat: torch.Tensor, model_size: int = 64) -> dict[str, Any]:
     return out
 
 
-def receive_file(path: Path, output: Path | None = None) -> dict[str, Any]:
-    """Decode the message at ``path``, optionally save the reconstruction, return the result."""
+def receive_file(
+    path: Path, output: Path | None = None, scheme_spec: str | None = None
+) -> dict[str, Any]:
+    """Decode the message at ``path``, optionally save the reconstruction, return the result.
+
+    ``scheme_spec`` (e.g. ``"patch-mean[decoder=runs/dec.safetensors]"``) decodes with
+    that scheme instead of the receiver registered for the message's wire name.
+    """
     from semcom.codec.container import unpack
     from semcom.imageio import save_image
-    from semcom.schemes import create_scheme
+    from semcom.schemes import create_receiver, create_scheme
 
     data = read_message(path)
     msg = unpack(data)
-    scheme = create_scheme(msg.scheme_name)
+    scheme = create_scheme(scheme_spec) if scheme_spec else create_receiver(msg.scheme_name)
     out = scheme.decompress(data)
     result: dict[str, Any] = {"scheme": msg.scheme_name, "bytes": len(data)}
     x_hat = out.get("x_hat")

@@ -4,6 +4,7 @@ from semcom.schemes import classical as _classical  # noqa: F401  (registers jpe
 from semcom.schemes import patch as _patch  # noqa: F401  (registers patch-*)
 from semcom.schemes.base import (
     Scheme,
+    create_receiver,
     create_scheme,
     list_schemes,
     parse_scheme_spec,
@@ -13,6 +14,7 @@ from semcom.schemes.base import (
 
 __all__ = [
     "Scheme",
+    "create_receiver",
     "create_scheme",
     "list_schemes",
     "parse_scheme_spec",

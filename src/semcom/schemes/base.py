@@ -104,6 +104,29 @@ def register_scheme(name: str) -> Callable[[type[Scheme]], type[Scheme]]:
     return wrap
 
 
+_RECEIVERS: dict[str, Callable[..., Scheme]] = {}
+
+
+def register_receiver(wire_name: str, factory: Callable[..., Scheme]) -> None:
+    """Decode messages whose container names ``wire_name`` with ``factory()`` (for schemes
+    whose variants share one wire format, e.g. every ``patch-*`` scheme writes "patch")."""
+    if wire_name in _RECEIVERS:
+        raise ValueError(f"receiver {wire_name!r} registered twice")
+    _RECEIVERS[wire_name] = factory
+
+
+def create_receiver(wire_name: str, **kwargs: Any) -> Scheme:
+    """The scheme that decodes messages whose container names ``wire_name`` (the registered
+    receiver, else the scheme of that name); unknown names raise InputError."""
+    factory = _RECEIVERS.get(wire_name)
+    if factory is None:
+        return create_scheme(wire_name, **kwargs)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise InputError(f"receiver {wire_name!r}: {exc}") from None
+
+
 def list_schemes() -> list[str]:
     """Names of every registered scheme, sorted."""
     return sorted(_SCHEMES)

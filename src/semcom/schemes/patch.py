@@ -68,7 +68,7 @@ from semcom.patches.codec import (
 )
 from semcom.patches.grid import patchify, unpatchify
 from semcom.patches.selection import Rate, SelectionRule, create_rule
-from semcom.schemes.base import Erasures, Scheme, register_scheme
+from semcom.schemes.base import Erasures, Scheme, register_receiver, register_scheme
 
 __all__ = [
     "DEFAULT_DECODER",
@@ -348,7 +348,7 @@ class PatchScheme(Scheme):
         if c != 3 or (h, w) != (s, s):
             raise InputError(
                 f"{self.name}: images are {c}x{h}x{w} but the ViT takes 3x{s}x{s} "
-                "(resize or crop them first)"
+                "(resize or crop them first; `semcom send --resize` does)"
             )
         return images.cpu()
 
@@ -602,3 +602,8 @@ class PatchVarianceScheme(_FixedSelection):
 
     name = "patch-variance"
     selection_mode = "variance"
+
+
+# Every patch-* variant writes the same wire format ("patch"): decoding does not depend on
+# how the patches were chosen, so one receiver (zoo models by default) reads them all.
+register_receiver(_WIRE_NAME, PatchScheme)
