@@ -197,9 +197,24 @@ def test_best_vs_best_picks_both_winners() -> None:
     (e,) = best_vs_best(recs, "accuracy")
     assert e.baseline == "webp" and e.candidate == "patch-good"
     assert e.bd_rate == pytest.approx(-37.5, abs=0.5)
-    ranked = dict(e.ranking)
-    assert ranked["patch-bad"] == pytest.approx(50.0, abs=0.5)
-    assert ranked["patch-flat"] is None and e.ranking[-1][0] == "patch-flat"
+    ranked = {s: (v, n) for s, v, n in e.ranking}
+    assert ranked["patch-bad"][0] == pytest.approx(50.0, abs=0.5)
+    assert ranked["patch-flat"][0] is None and e.ranking[-1][0] == "patch-flat"
+    assert "1 point" in ranked["patch-flat"][1] and not e.dominates
+    assert e.display() == f"{e.bd_rate:+.1f} %"
+
+
+def test_best_vs_best_reports_domination_without_overlap() -> None:
+    # the candidate's worst accuracy beats the codec's best, at fewer bytes: no BD-rate
+    # (the quality ranges do not overlap), but it "dominates"
+    codec = [_rec("webp", b, a) for b, a in ((200, 0.3), (400, 0.5), (800, 0.6))]
+    better = [_rec("patch-q2", b, a) for b, a in ((300, 0.8), (600, 0.85))]
+    worse = [_rec("patch-bad", b, a) for b, a in ((300, 0.1), (900, 0.2))]
+    (e,) = best_vs_best(codec + better + worse, "accuracy")
+    assert e.candidate == "patch-q2" and e.dominates and e.bd_rate is None
+    assert "0.8 at 300 B" in e.display() and "0.6 at 800 B" in e.display()
+    notes = {s: n for s, _, n in e.ranking}
+    assert notes == {"patch-q2": "dominates", "patch-bad": "dominated"}
 
 
 def test_bd_rate_table_uses_pareto_front() -> None:

@@ -554,8 +554,12 @@ CLASSICAL_CODECS: tuple[str, ...] = ("jpeg", "webp", "avif")
 class BestVsBest:
     """Headline BD-rate of one condition: the best candidate vs the best baseline.
 
-    ``ranking`` holds every candidate's BD-rate against ``baseline`` (None when the
-    curves cannot be compared), best first; ``bd_rate`` is the first finite one.
+    ``ranking`` holds ``(candidate, BD-rate or None, note)`` for every candidate, best
+    first. BD-rate is undefined when the quality ranges do not overlap; then ``note`` says
+    ``"dominates"`` (over the byte counts both reach, every baseline point is matched or
+    beaten by a candidate point with no more bytes), ``"dominated"`` (the reverse) or why
+    it could not be compared. Dominating candidates rank first, then finite BD-rates
+    ascending. ``candidate`` / ``bd_rate`` / ``dominates`` describe the first entry.
     """
 
     metric: str
@@ -563,8 +567,35 @@ class BestVsBest:
     baseline: str | None
     candidate: str | None
     bd_rate: float | None
-    ranking: list[tuple[str, float | None]] = field(default_factory=list)
+    ranking: list[tuple[str, float | None, str]] = field(default_factory=list)
     reason: str = ""
+    dominates: bool = False
+
+    def display(self) -> str:
+        """``-23.4 %``, ``dominates (...)`` or ``n/a (...)``."""
+        if self.bd_rate is not None:
+            return f"{self.bd_rate:+.1f} %"
+        if self.dominates:
+            return f"dominates ({self.reason})"
+        return f"n/a ({self.reason})" if self.reason else "n/a"
+
+
+def _covers(
+    ax: Sequence[float], ay: Sequence[float], bx: Sequence[float], by: Sequence[float], higher: bool
+) -> bool:
+    """True when, over the byte counts both curves reach (b's points costing at least a's
+    cheapest), every point of curve b is matched or beaten by a point of curve a that costs
+    no more bytes; and there is at least one such point."""
+
+    def better(u: float, v: float) -> bool:
+        return u >= v if higher else u <= v
+
+    if not ax:
+        return False
+    shared = [(xb, yb) for xb, yb in zip(bx, by, strict=True) if xb >= min(ax)]
+    return bool(shared) and all(
+        any(x <= xb and better(y, yb) for x, y in zip(ax, ay, strict=True)) for xb, yb in shared
+    )
 
 
 def _best_baseline(group: Sequence[PointRecord], metric: str, baselines: Sequence[str]) -> str:
@@ -620,24 +651,57 @@ def best_vs_best(
             continue
         base = _best_baseline(group, metric, baselines)
         bx, by = pareto_front(*_curve((r for r in group if r.scheme == base), metric), higher)
-        ranking: list[tuple[str, float | None]] = []
+        ranking: list[tuple[str, float | None, str]] = []
         for c in cands:
             cx, cy = pareto_front(*_curve((r for r in group if r.scheme == c), metric), higher)
             value: float | None = None
+            note = ""
             if len(bx) >= 2 and len(cx) >= 2:
                 try:
                     value = call(bx, by, cx, cy)
-                except (ValueError, ArithmeticError):
-                    value = None
+                except (ValueError, ArithmeticError) as exc:
+                    value, note = None, str(exc).strip() or type(exc).__name__
                 if value is not None and not math.isfinite(value):
-                    value = None
-            ranking.append((c, value))
-        ranking.sort(key=lambda cv: (cv[1] is None, cv[1] if cv[1] is not None else 0.0))
-        best, value = ranking[0]
-        reason = "" if value is not None else "no candidate curve overlaps the baseline's"
+                    value, note = None, "quality ranges do not overlap"
+            else:
+                note = f"{_points(min(len(bx), len(cx)))} on a Pareto front"
+            if value is None:
+                if _covers(cx, cy, bx, by, higher) and not _covers(bx, by, cx, cy, higher):
+                    note = "dominates"
+                elif _covers(bx, by, cx, cy, higher):
+                    note = "dominated"
+            ranking.append((c, value, note))
+
+        def order(entry: tuple[str, float | None, str]) -> tuple[int, float]:
+            _, v, n = entry
+            if n == "dominates":
+                return (0, 0.0)
+            return (1, v) if v is not None else (2, 0.0)
+
+        ranking.sort(key=order)
+        best, value, note = ranking[0]
+        dominates = value is None and note == "dominates"
+        if dominates:
+            bi = max(range(len(by)), key=lambda i: by[i] if higher else -by[i])
+            cx, cy = pareto_front(*_curve((r for r in group if r.scheme == best), metric), higher)
+            reason = (
+                f"{best} reaches {cy[0]:.3g} at {cx[0]:.0f} B; {base}'s best is "
+                f"{by[bi]:.3g} at {bx[bi]:.0f} B"
+            )
+        elif value is None:
+            reason = "no candidate curve overlaps the baseline's"
+        else:
+            reason = ""
         out.append(
             BestVsBest(
-                metric, cond, base, best if value is not None else None, value, ranking, reason
+                metric,
+                cond,
+                base,
+                best if (value is not None or dominates) else None,
+                value,
+                ranking,
+                reason,
+                dominates,
             )
         )
     return out
@@ -652,9 +716,12 @@ def _best_section(recs: Sequence[PointRecord]) -> str:
         except (InputError, ImportError):
             continue
         for e in entries:
-            shown = ", ".join(f"{s} {'n/a' if v is None else f'{v:+.1f} %'}" for s, v in e.ranking)
-            value = "n/a" if e.bd_rate is None else f"{e.bd_rate:+.1f} %"
-            cls = "na" if e.bd_rate is None else "num good" if e.bd_rate < 0 else "num bad"
+            shown = ", ".join(
+                f"{s} {f'{v:+.1f} %' if v is not None else (n or 'n/a')}" for s, v, n in e.ranking
+            )
+            value = e.display()
+            good = e.dominates or (e.bd_rate is not None and e.bd_rate < 0)
+            cls = "num good" if good else "na" if e.bd_rate is None else "num bad"
             rows.append(
                 f"<tr><td>{_e(metric_label(metric))}</td><td>{_e(e.condition)}</td>"
                 f"<td>{_e(e.candidate or '-')}</td><td>{_e(e.baseline)}</td>"
@@ -665,7 +732,9 @@ def _best_section(recs: Sequence[PointRecord]) -> str:
     return (
         '<p class="note">Task BD-rate of the best learned patch configuration against the '
         "best classical codec (" + ", ".join(CLASSICAL_CODECS) + ") per channel, over the "
-        "quality range both curves cover. Negative = fewer bytes for the same task quality."
+        "quality range both curves cover. Negative = fewer bytes for the same task quality; "
+        "'dominates' = the quality ranges do not overlap because the patch scheme is better "
+        "at every byte count both were run at."
         '</p><div class="scroll"><table><thead><tr><th>metric</th><th>channel</th>'
         '<th>best patch scheme</th><th>best codec</th><th class="num">BD-rate</th>'
         "<th>every patch scheme vs that codec</th></tr></thead><tbody>"
@@ -1006,7 +1075,7 @@ def print_summary(
         except (InputError, ImportError):
             continue
         for e in entries:
-            value = f"n/a ({e.reason})" if e.bd_rate is None else f"{e.bd_rate:+.1f} %"
+            value = e.display()
             console.print(
                 Text(
                     f"task BD-rate ({metric}, {e.condition}): best patch scheme "
