@@ -154,3 +154,23 @@ def test_patch_send_receive_round_trip_and_resize(image_file, tmp_path, capsys) 
     bad = ["receive", str(msg), "--scheme", f"patch-mean[decoder={tmp_path / 'no.safetensors'}]"]
     assert main(bad) == 2
     assert "does not exist" in _err_line(capsys)
+
+
+def test_report_rebuilds_from_results(tmp_path, capsys) -> None:
+    """`semcom report` re-renders (and merges) earlier results; a bad path is one line."""
+    import json
+
+    first = tmp_path / "a"
+    args = ["bench", "--schemes", "jpeg[rates=400/900],raw", "--channels", "ideal"]
+    args += ["--n-images", "4", "--no-progress", "-o", str(first)]
+    assert main(args) == 0
+    capsys.readouterr()
+    out = tmp_path / "merged"
+    assert main(["report", str(first), str(first / "results.json"), "-o", str(out)]) == 0
+    assert "report:" in capsys.readouterr().out
+    records = json.loads((out / "results.json").read_text())
+    records = records["records"] if isinstance(records, dict) else records
+    assert len(records) == 2 * 3 and (out / "index.html").is_file()
+    assert {r["scheme"] for r in records} == {"jpeg", "raw"}
+    assert main(["report", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read" in _err_line(capsys)

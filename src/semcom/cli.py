@@ -187,6 +187,48 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command()
+def report(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="results.json files (or folders holding one) to put together."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path(
+        "semcom-report"
+    ),
+    anchor: Annotated[
+        str | None,
+        typer.Option(help="Anchor scheme of the BD-rate tables (default: jpeg if present)."),
+    ] = None,
+) -> None:
+    """Rebuild a report (results.json/.csv, plots, BD-rate tables, index.html) from earlier
+    results, e.g. to merge runs; images from the original report folder (samples.png,
+    attention.png) are carried over when they exist."""
+    import shutil
+
+    from semcom.experiments.report import load_results, print_summary, write_report
+
+    records = [r for path in results for r in load_results(path)]
+    out.mkdir(parents=True, exist_ok=True)
+    extra: list = []
+    titles = {
+        "samples.png": "Sample reconstructions",
+        "attention.png": "Attention-guided patch transmission",
+    }
+    for name, title in titles.items():
+        for path in results:
+            src = (path if path.is_dir() else path.parent) / name
+            if src.is_file():
+                dest = out / name
+                if src.resolve() != dest.resolve():
+                    shutil.copyfile(src, dest)
+                extra.append((title, dest))
+                break
+    index = write_report(records, out, extra_sections=extra, anchor_scheme=anchor)
+    print_summary(records)
+    typer.echo(f"report: {index}")
+
+
+@app.command()
 def bench(
     schemes_: Annotated[
         str,
