@@ -558,8 +558,8 @@ class BestVsBest:
     first. BD-rate is undefined when the quality ranges do not overlap; then ``note`` says
     ``"dominates"`` (over the byte counts both reach, every baseline point is matched or
     beaten by a candidate point with no more bytes), ``"dominated"`` (the reverse) or why
-    it could not be compared. Dominating candidates rank first, then finite BD-rates
-    ascending. ``candidate`` / ``bd_rate`` / ``dominates`` describe the first entry.
+    it could not be compared. Dominating candidates rank first (cheapest first), then
+    finite BD-rates ascending. ``candidate`` / ``bd_rate`` / ``dominates`` describe the first entry.
     """
 
     metric: str
@@ -625,6 +625,15 @@ def _best_baseline(group: Sequence[PointRecord], metric: str, baselines: Sequenc
     return min(present, key=lambda b: (scores[b], present.index(b)))
 
 
+def _rank_key(entry: tuple[str, float | None, str], cheapest: dict[str, float]) -> tuple:
+    """Sort key of :func:`best_vs_best`'s ranking: dominating (cheapest first), then finite
+    BD-rates ascending, then the rest."""
+    c, v, n = entry
+    if n == "dominates":
+        return (0, cheapest[c])
+    return (1, v) if v is not None else (2, 0.0)
+
+
 def best_vs_best(
     records: Sequence[PointRecord | Mapping[str, Any]],
     metric: str = "accuracy",
@@ -652,8 +661,10 @@ def best_vs_best(
         base = _best_baseline(group, metric, baselines)
         bx, by = pareto_front(*_curve((r for r in group if r.scheme == base), metric), higher)
         ranking: list[tuple[str, float | None, str]] = []
+        cheapest: dict[str, float] = {}
         for c in cands:
             cx, cy = pareto_front(*_curve((r for r in group if r.scheme == c), metric), higher)
+            cheapest[c] = cx[0] if cx else math.inf
             value: float | None = None
             note = ""
             if len(bx) >= 2 and len(cx) >= 2:
@@ -672,13 +683,7 @@ def best_vs_best(
                     note = "dominated"
             ranking.append((c, value, note))
 
-        def order(entry: tuple[str, float | None, str]) -> tuple[int, float]:
-            _, v, n = entry
-            if n == "dominates":
-                return (0, 0.0)
-            return (1, v) if v is not None else (2, 0.0)
-
-        ranking.sort(key=order)
+        ranking.sort(key=lambda e, ch=cheapest: _rank_key(e, ch))
         best, value, note = ranking[0]
         dominates = value is None and note == "dominates"
         if dominates:
