@@ -112,7 +112,8 @@ def attention_figure(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(title if imgs is not None else f"{attention} attention", fontsize=6)
+                head = f"{att.label.removeprefix('patch-')} attention"
+                ax.set_title(title if imgs is not None else head, fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
