@@ -11,7 +11,7 @@ import torch
 
 from semcom.errors import InputError
 from semcom.experiments.records import PointRecord
-from semcom.experiments.report import best_vs_best, bd_rate_table, pareto_front
+from semcom.experiments.report import bd_rate_table, best_vs_best, pareto_front
 from semcom.schemes import create_scheme, parse_scheme_spec, split_scheme_list
 
 # ----------------------------------------------------------------------------- specs

@@ -391,6 +391,13 @@ def test_augment_batch_flips_and_shifts() -> None:
     a = augment_batch(x)
     torch.manual_seed(0)
     assert torch.equal(a, augment_batch(x))  # deterministic under the step seed
+    # two DDP-style shards (rows r::2 of the global batch) augment like the whole batch
+    g = torch.Generator().manual_seed(5)
+    whole = augment_batch(x, g)
+    for r in (0, 1):
+        rows = torch.arange(16)[r::2]
+        part = augment_batch(x[r::2], torch.Generator().manual_seed(5), rows, 16)
+        assert torch.equal(part, whole[r::2])
     assert a.shape == x.shape and not torch.equal(a, x)
     # every output is the input (or its mirror image) moved by at most 2 px
     for i in range(16):

@@ -164,18 +164,34 @@ class _Progress:
             self.bar.stop()
 
 
-def augment_batch(x: torch.Tensor) -> torch.Tensor:
-    """Random horizontal flip and shift (reflect padding) per image; float ``(N, C, H, W)``.
+def augment_batch(
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+    rows: torch.Tensor | None = None,
+    total: int | None = None,
+) -> torch.Tensor:
+    """Random horizontal flip and shift (reflect padding, up to 1/16 of the side) per image.
 
-    Draws from the global torch RNG (the training loop seeds it per step).
+    Args:
+        x: float ``(N, C, H, W)``.
+        generator: the random source (default: the global torch RNG).
+        rows / total: ``x`` holds rows ``rows`` (int64 ``(N,)``) of a global batch of
+            ``total`` images: the draws are made for the whole global batch and these rows
+            taken, so DDP ranks augment their shards exactly as one process would the
+            whole batch. Default: ``x`` is the whole batch.
+
+    Returns:
+        float ``(N, C, H, W)``.
     """
     n, _, h, w = x.shape
+    total = n if total is None else int(total)
+    rows = torch.arange(n) if rows is None else rows
     pad = max(1, min(h, w) // 16)
-    flip = torch.rand(n) < 0.5
+    flip = (torch.rand(total, generator=generator) < 0.5)[rows]
+    dy = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[rows].tolist()
+    dx = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[rows].tolist()
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (n,)).tolist()
-    dx = torch.randint(0, 2 * pad + 1, (n,)).tolist()
     crops = [
         padded[i, :, a : a + h, b : b + w] for i, (a, b) in enumerate(zip(dy, dx, strict=True))
     ]
@@ -383,7 +399,8 @@ def _train(
             torch.manual_seed(_step_seed(seed, step) + rank)
             x, y, masks = source.batch(step, batch_size, rank, world)
             if run_args["augment"]:
-                x = augment_batch(x)
+                gen = torch.Generator().manual_seed(_step_seed(seed, step) + 7919)
+                x = augment_batch(x, gen, torch.arange(batch_size)[rank::world], batch_size)
             loss = _loss(net, task, x, y, masks, label_smoothing, aux_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
