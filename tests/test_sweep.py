@@ -57,3 +57,21 @@ def test_fallback_is_judged_not_skipped(setup) -> None:
     grey = torch.full_like(evalset.images, 128)
     m = judge(evalset, grey, judges)
     assert m["accuracy"] < 0.5
+
+
+def test_demo_writes_the_whole_report(tmp_path) -> None:
+    """The main job end to end on a few images: every available scheme (with the extra
+    q2 configuration), the figures, and the headline BD-rate in the summary."""
+    from semcom.experiments.demo import DEMO_EXTRA, available_schemes, run_demo
+    from semcom.experiments.report import load_results
+
+    index = run_demo(tmp_path / "r", n_images=4, channels=("ideal",), progress=False)
+    assert index.is_file()
+    schemes = {r.scheme for r in load_results(tmp_path / "r")}
+    avail = set(available_schemes())
+    assert avail <= schemes
+    if "patch-mean" in avail:
+        assert set(DEMO_EXTRA) <= schemes
+        assert (tmp_path / "r" / "attention.png").is_file()
+        assert "Attention-guided patch transmission" in index.read_text()
+    assert (tmp_path / "r" / "samples.png").is_file()

@@ -44,6 +44,10 @@ def available_schemes() -> list[str]:
 # Left out of the demo to keep it short (run them with `semcom bench --schemes ...`).
 DEMO_SKIP: tuple[str, ...] = ()
 
+# Configurations the demo adds to the registered schemes (when those can run): the
+# attention-guided scheme with its most byte-efficient pixel coding (2-bit quantisation).
+DEMO_EXTRA: tuple[str, ...] = ("patch-mean[pixels=q2]",)
+
 
 def patch_figure(schemes: Sequence[str], images: torch.Tensor, path: Path) -> Path | None:
     """:func:`~semcom.experiments.samples.attention_figure` for the first attention-ranked
@@ -78,6 +82,7 @@ def run_demo(
     evalset = synthetic_evalset(n_images, seed=seed)
     judges = zoo_judges()
     schemes = [s for s in available_schemes() if s not in DEMO_SKIP]
+    schemes += [s for s in DEMO_EXTRA if s.split("[", 1)[0] in schemes]
     config = SweepConfig(schemes=schemes, channels=list(channels), seed=seed)
     records = run_sweep(config, evalset, judges, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
