@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import timed
 
 from semcom.codec.container import SCHEME_IDS, Message, header_size, pack, unpack
 from semcom.codec.entropy import (
@@ -45,16 +46,6 @@ def distributions(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "sparse 20/4096": sparse,
         "binary p=0.02": np.array([0.98, 0.02]),
     }
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
-    """Result of ``fn`` and its median wall time over ``repeats`` runs."""
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
 
 
 Coder = tuple[Callable[[], bytes], Callable[[bytes], np.ndarray]]

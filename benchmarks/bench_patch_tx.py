@@ -20,26 +20,13 @@ are printed per pixel codec and rate.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import torch
+from _timing import timed
 
 from semcom.data.synthetic import SyntheticWorld, split_seeds
 from semcom.patches import Rate
 from semcom.schemes.patch import PatchScheme
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
-    """Result of ``fn`` and its median wall time (seconds) over ``repeats`` runs."""
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
 
 
 def load_vit() -> tuple[torch.nn.Module, str]:

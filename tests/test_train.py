@@ -22,13 +22,7 @@ from semcom.train import (
 TINY = {"num_classes": 3, "widths": [8, 8, 16, 16]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy_classification(n: int = 48, size: int = 16) -> TensorDataset:

@@ -30,13 +30,7 @@ HAS_SYNTHETIC = hasattr(semcom.data, "SyntheticWorld")
 needs_synthetic = pytest.mark.skipif(not HAS_SYNTHETIC, reason="semcom.data is not importable")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    """Tiny models: one thread is fastest (and immune to a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy(n: int = 48, seed: int = 0) -> TensorDataset:

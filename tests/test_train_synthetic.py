@@ -16,13 +16,7 @@ from semcom.train.loop import _mask_at
 TINY = {"widths": [8, 8, 16, 16]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_default_num_classes_come_from_the_world() -> None:

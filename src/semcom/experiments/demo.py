@@ -149,8 +149,10 @@ def run_bench(
     from semcom.models.checkpoint import load_checkpoint
     from semcom.schemes import create_scheme
 
+    labels = []
     for s in schemes:
         sch = create_scheme(s)  # unknown scheme -> InputError before any work
+        labels.append(sch.label)
         reason = sch.unavailable_reason()
         if reason:
             raise InputError(f"scheme {s!r} cannot run: {reason}")
@@ -176,7 +178,7 @@ def run_bench(
     config = SweepConfig(
         schemes=list(schemes),
         channels=list(channels),
-        rates={create_scheme(s).label: list(rates) for s in schemes} if rates else {},
+        rates={label: list(rates) for label in labels} if rates else {},
         seed=seed,
     )
     records = run_sweep(config, evalset, judges, progress=progress)

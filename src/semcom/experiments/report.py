@@ -169,6 +169,24 @@ def pareto_front(
     return keep_x, keep_y
 
 
+def _front(
+    group: Iterable[PointRecord], scheme: str, metric: str, higher: bool
+) -> tuple[list[float], list[float]]:
+    """The :func:`pareto_front` of ``scheme``'s (bytes, ``metric``) points in ``group``."""
+    return pareto_front(*_curve((r for r in group if r.scheme == scheme), metric), higher)
+
+
+def _try_bd(
+    call: Any, ax: list[float], ay: list[float], bx: list[float], by: list[float]
+) -> tuple[float | None, str]:
+    """``(BD-rate of curve b vs anchor a, "")``, or ``(None, why not)``."""
+    try:
+        value = call(ax, ay, bx, by)
+    except (ValueError, ArithmeticError) as exc:  # InputError is a ValueError
+        return None, str(exc).strip() or type(exc).__name__
+    return (value, "") if math.isfinite(value) else (None, "curves do not overlap")
+
+
 def metric_label(metric: str, direction: bool = True) -> str:
     """Human label of a metric name with units (and "lower is better" when ``direction``)."""
     if metric.startswith("featdist"):
@@ -522,26 +540,18 @@ def bd_rate_table(
     call = _bd_caller(bd_rate, higher)
     entries: list[BDRateEntry] = []
     for cond, group in _by_condition(recs).items():
-        anchor_x, anchor_y = pareto_front(
-            *_curve((r for r in group if r.scheme == anchor_scheme), metric), higher
-        )
+        anchor_x, anchor_y = _front(group, anchor_scheme, metric, higher)
         for scheme in _unique(r.scheme for r in group):
             if scheme == anchor_scheme:
                 continue
-            xs, ys = pareto_front(*_curve((r for r in group if r.scheme == scheme), metric), higher)
+            xs, ys = _front(group, scheme, metric, higher)
             value: float | None = None
             if len(anchor_x) < 2:
                 reason = f"anchor has {_points(len(anchor_x))} here"
             elif len(xs) < 2:
                 reason = f"{_points(len(xs))} with this metric"
             else:
-                try:
-                    value = call(anchor_x, anchor_y, xs, ys)
-                    reason = "" if math.isfinite(value) else "curves do not overlap"
-                except (ValueError, ArithmeticError) as exc:  # InputError is a ValueError
-                    reason = str(exc).strip() or type(exc).__name__
-                if reason:
-                    value = None
+                value, reason = _try_bd(call, anchor_x, anchor_y, xs, ys)
             entries.append(BDRateEntry(metric, cond, scheme, anchor_scheme, value, reason))
     return entries
 
@@ -607,21 +617,12 @@ def _best_baseline(group: Sequence[PointRecord], metric: str, baselines: Sequenc
 
     higher = higher_is_better(metric)
     call = _bd_caller(bd_rate, higher)
+    fronts = {b: _front(group, b, metric, higher) for b in present}
     scores: dict[str, float] = {}
     for b in present:
-        xb, yb = pareto_front(*_curve((r for r in group if r.scheme == b), metric), higher)
-        vals = []
-        for other in present:
-            if other == b:
-                continue
-            xo, yo = pareto_front(*_curve((r for r in group if r.scheme == other), metric), higher)
-            try:
-                v = call(xo, yo, xb, yb)
-            except (ValueError, ArithmeticError):
-                continue
-            if math.isfinite(v):
-                vals.append(v)
-        scores[b] = sum(vals) / len(vals) if vals else math.inf
+        vals = [_try_bd(call, *fronts[o], *fronts[b])[0] for o in present if o != b]
+        found = [v for v in vals if v is not None]
+        scores[b] = sum(found) / len(found) if found else math.inf
     return min(present, key=lambda b: (scores[b], present.index(b)))
 
 
@@ -644,7 +645,8 @@ def best_vs_best(
     best of ``baselines`` (the baseline with the lowest mean BD-rate against the others).
 
     Negative = the candidate needs fewer bytes for the same ``metric``. Conditions missing
-    either side are left out; pairs whose curves do not overlap rank last with ``None``.
+    either side are left out; candidates whose curves cannot be compared get ``None`` and
+    a note (see :class:`BestVsBest`).
     """
     from semcom.metrics import bd_rate
 
@@ -659,21 +661,15 @@ def best_vs_best(
         if not cands or not any(r.scheme in baselines for r in group):
             continue
         base = _best_baseline(group, metric, baselines)
-        bx, by = pareto_front(*_curve((r for r in group if r.scheme == base), metric), higher)
+        bx, by = _front(group, base, metric, higher)
+        fronts = {c: _front(group, c, metric, higher) for c in cands}
+        cheapest = {c: (f[0][0] if f[0] else math.inf) for c, f in fronts.items()}
         ranking: list[tuple[str, float | None, str]] = []
-        cheapest: dict[str, float] = {}
         for c in cands:
-            cx, cy = pareto_front(*_curve((r for r in group if r.scheme == c), metric), higher)
-            cheapest[c] = cx[0] if cx else math.inf
+            cx, cy = fronts[c]
             value: float | None = None
-            note = ""
             if len(bx) >= 2 and len(cx) >= 2:
-                try:
-                    value = call(bx, by, cx, cy)
-                except (ValueError, ArithmeticError) as exc:
-                    value, note = None, str(exc).strip() or type(exc).__name__
-                if value is not None and not math.isfinite(value):
-                    value, note = None, "quality ranges do not overlap"
+                value, note = _try_bd(call, bx, by, cx, cy)
             else:
                 note = f"{_points(min(len(bx), len(cx)))} on a Pareto front"
             if value is None:
@@ -688,7 +684,7 @@ def best_vs_best(
         dominates = value is None and note == "dominates"
         if dominates:
             bi = max(range(len(by)), key=lambda i: by[i] if higher else -by[i])
-            cx, cy = pareto_front(*_curve((r for r in group if r.scheme == best), metric), higher)
+            cx, cy = fronts[best]
             reason = (
                 f"{best} reaches {cy[0]:.3g} at {cx[0]:.0f} B; {base}'s best is "
                 f"{by[bi]:.3g} at {bx[bi]:.0f} B"

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from semcom.errors import SemcomError
+from semcom.train.sources import DATASETS
 
 __all__ = ["build_parser", "main"]
 
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         default="synthetic",
-        choices=["synthetic", "tiny-imagenet"],
+        choices=list(DATASETS),
         help="training data: the generated synthetic world, or Tiny-ImageNet-200 "
         "(train split; the final evaluation uses its val split)",
     )
@@ -97,8 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, print metrics JSON; returns the exit status (2 on bad input)."""
-    from semcom.train.loop import train_task_model
-
     args = build_parser().parse_args(argv)
     try:
         model_kw = json.loads(args.model_kw)
@@ -107,92 +106,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --model-kw: {exc}", file=sys.stderr)
         return 2
-    from semcom.train.patch import PATCH_MODELS
+    try:
+        return _report(_train(args, model_kw))
+    except SemcomError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
+
+def _train(args: argparse.Namespace, model_kw: dict) -> Any:
+    """Run the training ``args`` ask for: a ``semcom.train.patch`` recipe, or a registered
+    task model (on the synthetic world or a real dataset)."""
+    from semcom.train.loop import train_task_model
+    from semcom.train.patch import PATCH_MODELS, train_patch_model
+    from semcom.train.sources import load_data_split
+
+    common = dict(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        resume=not args.no_resume,
+        model_kw=model_kw,
+        image_size=args.image_size,
+        schedule=args.schedule,
+        warmup=args.warmup,
+        label_smoothing=args.label_smoothing,
+        aux_weight=args.aux_weight,
+        ckpt_every=args.ckpt_every,
+        eval_n=args.eval_n,
+        eval_split=args.eval_split,
+        quiet=args.quiet,
+        log_every=args.log_every,
+        threads=args.threads,
+    )
     if args.model in PATCH_MODELS:
-        return _main_patch(args, model_kw)
-    try:
-        data = eval_data = None
-        if args.dataset != "synthetic":
-            from semcom.train.patch import load_data_split
-
-            data = load_data_split(args.dataset, args.data_root, "train", args.image_size)
-            eval_data = load_data_split(args.dataset, args.data_root, "val", args.image_size)
-            model_kw.setdefault("num_classes", int(data.num_classes))
-        return _report(
-            train_task_model(
-                args.model,
-                args.out,
-                steps=args.steps,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                weight_decay=args.weight_decay,
-                seed=args.seed,
-                resume=not args.no_resume,
-                data=data,
-                eval_data=eval_data,
-                model_kw=model_kw,
-                image_size=args.image_size,
-                schedule=args.schedule,
-                warmup=args.warmup,
-                label_smoothing=args.label_smoothing,
-                aux_weight=args.aux_weight,
-                ckpt_every=args.ckpt_every,
-                eval_n=args.eval_n,
-                eval_split=args.eval_split,
-                quiet=args.quiet,
-                log_every=args.log_every,
-                threads=args.threads,
-            )
+        return train_patch_model(
+            args.model,
+            args.out,
+            arch=args.arch,
+            dataset=args.dataset,
+            data_root=args.data_root,
+            attn_weight=args.attn_weight,
+            perceptual_weight=args.perceptual_weight,
+            min_rate=args.min_rate,
+            attn_frac=args.attn_frac,
+            clean_frac=args.clean_frac,
+            vit=args.vit,
+            decoder=args.decoder,
+            classifier=args.classifier,
+            **common,
         )
-    except SemcomError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _main_patch(args: argparse.Namespace, model_kw: dict) -> int:
-    """``--model`` is a ``semcom.train.patch`` recipe."""
-    from semcom.train.patch import train_patch_model
-
-    try:
-        return _report(
-            train_patch_model(
-                args.model,
-                args.out,
-                steps=args.steps,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                weight_decay=args.weight_decay,
-                seed=args.seed,
-                resume=not args.no_resume,
-                arch=args.arch,
-                model_kw=model_kw,
-                dataset=args.dataset,
-                data_root=args.data_root,
-                image_size=args.image_size,
-                schedule=args.schedule,
-                warmup=args.warmup,
-                label_smoothing=args.label_smoothing,
-                aux_weight=args.aux_weight,
-                attn_weight=args.attn_weight,
-                perceptual_weight=args.perceptual_weight,
-                min_rate=args.min_rate,
-                attn_frac=args.attn_frac,
-                clean_frac=args.clean_frac,
-                vit=args.vit,
-                decoder=args.decoder,
-                classifier=args.classifier,
-                ckpt_every=args.ckpt_every,
-                eval_n=args.eval_n,
-                eval_split=args.eval_split,
-                quiet=args.quiet,
-                log_every=args.log_every,
-                threads=args.threads,
-            )
-        )
-    except SemcomError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    data = eval_data = None
+    if args.dataset != "synthetic":
+        data = load_data_split(args.dataset, args.data_root, "train", args.image_size)
+        eval_data = load_data_split(args.dataset, args.data_root, "val", args.image_size)
+        model_kw.setdefault("num_classes", int(data.num_classes))
+    return train_task_model(args.model, args.out, data=data, eval_data=eval_data, **common)
 
 
 def _report(res: Any) -> int:

@@ -391,17 +391,85 @@ def _train(
         unused = bool(getattr(model, "has_aux", False)) and not use_aux
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
 
+    def step_loss(step: int, x: torch.Tensor, y: torch.Tensor, masks: Any) -> torch.Tensor:
+        if run_args["augment"]:
+            gen = torch.Generator().manual_seed(_step_seed(seed, step) + 7919)
+            x = augment_batch(x, gen, torch.arange(batch_size)[rank::world], batch_size)
+        return _loss(net, task, x, y, masks, label_smoothing, aux_weight)
+
     progress = _Progress(steps, start, is_main and not quiet, log_every, name)
+    losses, end = run_steps(
+        model,
+        opt,
+        sched,
+        source,
+        step_loss,
+        progress,
+        start=start,
+        steps=steps,
+        stop_after=stop_after,
+        seed=seed,
+        batch_size=batch_size,
+        grad_clip=grad_clip,
+        ckpt_every=ckpt_every,
+        run_args=run_args,
+        last_w=last_w,
+        last_s=last_s,
+        rank=rank,
+        world=world,
+    )
+    metrics: dict[str, Any] = {}
+    final = None
+    if end == steps and is_main:
+        model.eval()
+        if eval_n or eval_data is not None:
+            metrics = evaluate(
+                model,
+                split=eval_split,
+                n=eval_n if eval_data is None else (eval_n or None),
+                image_size=image_size,
+                data=eval_data,
+            )
+        final = _write_final(model, out, name, steps, metrics, start, t_start, world, run_args)
+    return _finish(model, metrics, end, final, start, t_start, world, losses)
+
+
+def run_steps(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    source: Any,
+    step_loss: Any,
+    progress: Any,
+    *,
+    start: int,
+    steps: int,
+    stop_after: int | None,
+    seed: int,
+    batch_size: int,
+    grad_clip: float | None,
+    ckpt_every: int,
+    run_args: dict[str, Any],
+    last_w: Path,
+    last_s: Path,
+    rank: int,
+    world: int,
+) -> tuple[list[float], int]:
+    """The optimisation loop every recipe shares; returns ``(losses, last step run)``.
+
+    Step ``s`` seeds torch with the step seed, takes this rank's shard of
+    ``source.batch(s, ...)``, and minimises ``step_loss(s, x, y, masks)``. Resume state
+    goes to ``last_w`` / ``last_s`` every ``ckpt_every`` steps and at the end (rank 0);
+    under DDP the buffers (BN running stats) are then taken from rank 0.
+    """
+    is_main = rank == 0
     losses: list[float] = []
     end = steps if stop_after is None else max(start, min(steps, int(stop_after)))
     try:
         for step in range(start, end):
             torch.manual_seed(_step_seed(seed, step) + rank)
             x, y, masks = source.batch(step, batch_size, rank, world)
-            if run_args["augment"]:
-                gen = torch.Generator().manual_seed(_step_seed(seed, step) + 7919)
-                x = augment_batch(x, gen, torch.arange(batch_size)[rank::world], batch_size)
-            loss = _loss(net, task, x, y, masks, label_smoothing, aux_weight)
+            loss = step_loss(step, x, y, masks)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -420,24 +488,9 @@ def _train(
         with torch.no_grad():
             for buf in model.buffers():
                 dist.broadcast(buf, 0)
-    metrics: dict[str, Any] = {}
-    final = None
-    if end < steps:  # stopped early: keep the state, no evaluation
-        if is_main:
-            _save_state(model, opt, sched, end, run_args, last_w, last_s)
-    elif is_main:
-        _save_state(model, opt, sched, steps, run_args, last_w, last_s)
-        model.eval()
-        if eval_n or eval_data is not None:
-            metrics = evaluate(
-                model,
-                split=eval_split,
-                n=eval_n if eval_data is None else (eval_n or None),
-                image_size=image_size,
-                data=eval_data,
-            )
-        final = _write_final(model, out, name, steps, metrics, start, t_start, world, run_args)
-    return _finish(model, metrics, end, final, start, t_start, world, losses)
+    if is_main:  # stopped early (end < steps) or done: keep the state either way
+        _save_state(model, opt, sched, end, run_args, last_w, last_s)
+    return losses, end
 
 
 def _save_state(model, opt, sched, step: int, args: dict, w_path: Path, s_path: Path) -> None:

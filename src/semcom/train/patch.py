@@ -63,11 +63,16 @@ from semcom.train.loop import (
     _mask_at,
     _Progress,
     _resume,
-    _save_state,
-    _step_seed,
     _write_final,
+    run_steps,
 )
-from semcom.train.sources import DatasetSource, SyntheticSource, collate_items
+from semcom.train.sources import (
+    DATASETS,
+    DatasetSource,
+    SyntheticSource,
+    collate_items,
+    load_data_split,
+)
 
 __all__ = [
     "DATASETS",
@@ -90,7 +95,6 @@ PATCH_MODELS: dict[str, tuple[str, str]] = {
     "patch-decoder-synth": ("patch-decoder", "reconstruct"),
     "shape-classifier-ft": ("shape-classifier", "classify"),
 }
-DATASETS = ("synthetic", "tiny-imagenet")
 EVAL_RATES = (0.25, 0.5, 1.0)
 FT_RATES = (0.25, 0.5, 0.75, 1.0)
 _EVAL_SEED = 20240502  # random-selection seed of the evaluations (per image: seed + index)
@@ -202,21 +206,6 @@ def _attention(vit: nn.Module, x: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- data
-
-
-def load_data_split(dataset: str, data_root: Any, split: str, size: int) -> Any:
-    """A real dataset's split by name (``None`` for "synthetic", generated on the fly)."""
-    if dataset == "synthetic":
-        return None
-    if dataset not in DATASETS:
-        raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    if data_root is None:
-        raise InputError(f"dataset {dataset!r} needs data_root (--data-root)")
-    try:
-        from semcom.data import load_dataset
-    except ImportError as exc:
-        raise InputError(f"semcom.data.load_dataset is unavailable: {exc}") from None
-    return load_dataset(dataset, root=data_root, split=split, size=size)
 
 
 def _num_classes(data: Any) -> int:
@@ -754,38 +743,29 @@ def _run(
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
 
     progress = _Progress(steps, start, is_main and not quiet, log_every, name)
-    losses: list[float] = []
-    end = steps if stop_after is None else max(start, min(steps, int(stop_after)))
-    try:
-        for step in range(start, end):
-            torch.manual_seed(_step_seed(seed, step) + rank)
-            x, y, masks = source.batch(step, batch_size, rank, world)
-            loss = recipe.loss(net, model, x, y, masks)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            progress.update(step + 1, losses[-1], sched.get_last_lr()[0])
-            done = step + 1
-            if is_main and ckpt_every and done % ckpt_every == 0 and done < steps:
-                _save_state(model, opt, sched, done, run_args, last_w, last_s)
-    finally:
-        progress.close()
-
-    if world > 1:
-        with torch.no_grad():
-            for buf in model.buffers():
-                dist.broadcast(buf, 0)
+    losses, end = run_steps(
+        model,
+        opt,
+        sched,
+        source,
+        lambda step, x, y, masks: recipe.loss(net, model, x, y, masks),
+        progress,
+        start=start,
+        steps=steps,
+        stop_after=stop_after,
+        seed=seed,
+        batch_size=batch_size,
+        grad_clip=grad_clip,
+        ckpt_every=ckpt_every,
+        run_args=run_args,
+        last_w=last_w,
+        last_s=last_s,
+        rank=rank,
+        world=world,
+    )
     metrics: dict[str, Any] = {}
     final = None
-    if end < steps:
-        if is_main:
-            _save_state(model, opt, sched, end, run_args, last_w, last_s)
-    elif is_main:
-        _save_state(model, opt, sched, steps, run_args, last_w, last_s)
+    if end == steps and is_main:
         model.eval()
         if eval_n or eval_data is not None:
             metrics = evaluate_patch_model(

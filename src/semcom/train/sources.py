@@ -14,7 +14,10 @@ from torch import Tensor
 
 from semcom.errors import InputError
 
-__all__ = ["DatasetSource", "SyntheticSource", "collate_items"]
+__all__ = ["DATASETS", "DatasetSource", "SyntheticSource", "collate_items", "load_data_split"]
+
+#: datasets the training recipes read (``--dataset``)
+DATASETS = ("synthetic", "tiny-imagenet")
 
 _SEED_STRIDE = 10_000_019
 
@@ -143,3 +146,18 @@ class DatasetSource:
         idx = self.global_indices(step, batch_size)[rank::world]
         x, y = collate_items([self.data[i] for i in idx])
         return x, y, None
+
+
+def load_data_split(dataset: str, data_root: Any, split: str, size: int) -> Any:
+    """A real dataset's split by name (``None`` for "synthetic", generated on the fly)."""
+    if dataset == "synthetic":
+        return None
+    if dataset not in DATASETS:
+        raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    if data_root is None:
+        raise InputError(f"dataset {dataset!r} needs data_root (--data-root)")
+    try:
+        from semcom.data import load_dataset
+    except ImportError as exc:
+        raise InputError(f"semcom.data.load_dataset is unavailable: {exc}") from None
+    return load_dataset(dataset, root=data_root, split=split, size=size)
