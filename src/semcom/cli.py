@@ -144,14 +144,17 @@ def receive(
 def inspect(
     message: Annotated[Path, typer.Argument(help="Message file (.smc) to describe.")],
 ) -> None:
-    """Print a message's container: scheme, header fields, sections, CRC status."""
-    from semcom.codec.container import unpack
-    from semcom.errors import InputError
+    """Print a message's container: scheme, header fields, sections, CRC status. A damaged
+    message prints what is readable, then one error line naming where the damage is
+    (exit code 2)."""
+    from semcom.codec.container import inspect_bytes
+    from semcom.errors import BitstreamError
+    from semcom.experiments.receiver import read_message
 
-    if not message.is_file():
-        raise InputError(f"no such file: {message}")
-    msg = unpack(message.read_bytes())
-    typer.echo(msg.describe())
+    text, problem = inspect_bytes(read_message(message))
+    typer.echo(text)
+    if problem is not None:
+        raise BitstreamError(problem)
 
 
 @app.command()

@@ -157,6 +157,165 @@ class Message:
         """Multi-line human-readable description (what ``semcom inspect`` prints)."""
         return _describe(self)
 
+    # ------------------------------------------------------------ typed access
+    # What a receiver reads from a message it did not make. Every accessor checks
+    # presence, type and range and raises BitstreamError naming what is wrong, so no
+    # receiver ever indexes ``fields`` / ``sections`` directly.
+
+    def _where(self) -> str:
+        return f"{self.scheme_name} message"
+
+    def expect_scheme(self, *names: str) -> str:
+        """The scheme name if it is one of ``names``; else BitstreamError."""
+        if self.scheme_name not in names:
+            want = " or ".join(repr(n) for n in names)
+            raise BitstreamError(f"message is for scheme {self.scheme_name!r}, not {want}")
+        return self.scheme_name
+
+    def expect_fields(self, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+        """The header holds every ``required`` field and nothing but those and ``optional``."""
+        missing = [k for k in required if k not in self.fields]
+        if missing:
+            raise BitstreamError(f"{self._where()}: header field(s) {missing} missing")
+        extra = sorted(set(self.fields) - set(required) - set(optional))
+        if extra:
+            raise BitstreamError(f"{self._where()}: unexpected header field(s) {extra}")
+
+    def _field(self, key: str) -> FieldValue:
+        if key not in self.fields:
+            raise BitstreamError(f"{self._where()}: header field {key!r} missing")
+        return self.fields[key]
+
+    def int_field(
+        self,
+        key: str,
+        lo: int = 0,
+        hi: int = U64_MAX,
+        *,
+        default: int | None = None,
+    ) -> int:
+        """Integer header field ``key`` with ``lo <= value <= hi``.
+
+        A missing field gives ``default`` when one is given, else BitstreamError.
+        """
+        if default is not None and key not in self.fields:
+            return default
+        value = self._field(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} is {_kind(value)}, expected an integer"
+            )
+        if not lo <= value <= hi:
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} = {value} is outside [{lo}, {hi}]"
+            )
+        return value
+
+    def float_field(
+        self, key: str, lo: float = -math.inf, hi: float = math.inf, *, default: float | None = None
+    ) -> float:
+        """Finite float (or integer) header field ``key`` in ``[lo, hi]``."""
+        if default is not None and key not in self.fields:
+            return default
+        value = self._field(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} is {_kind(value)}, expected a number"
+            )
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} = {value!r} is outside [{lo}, {hi}]"
+            )
+        return float(value)
+
+    def str_field(
+        self, key: str, choices: Sequence[str] | None = None, *, default: str | None = None
+    ) -> str:
+        """String header field ``key`` (one of ``choices`` when given)."""
+        if default is not None and key not in self.fields:
+            return default
+        value = self._field(key)
+        if not isinstance(value, str):
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} is {_kind(value)}, expected a string"
+            )
+        if choices is not None and value not in choices:
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} = {value!r} is not one of {list(choices)}"
+            )
+        return value
+
+    def bytes_field(
+        self, key: str, size: int | None = None, *, default: bytes | None = None
+    ) -> bytes:
+        """Bytes header field ``key`` (exactly ``size`` bytes when given)."""
+        if default is not None and key not in self.fields:
+            return default
+        value = self._field(key)
+        if not isinstance(value, bytes):
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} is {_kind(value)}, expected bytes"
+            )
+        if size is not None and len(value) != size:
+            raise BitstreamError(
+                f"{self._where()}: header field {key!r} has {len(value)} bytes, expected {size}"
+            )
+        return value
+
+    def expect_sections(self, tags: Sequence[str]) -> None:
+        """The message's sections are exactly ``tags``, in this order."""
+        if list(self.sections) != list(tags):
+            raise BitstreamError(
+                f"{self._where()}: sections are {list(self.sections)}, expected {list(tags)}"
+            )
+
+    def section(
+        self, tag: str, *, min_size: int = 0, max_size: int | None = None, what: str = ""
+    ) -> bytes:
+        """Payload of section ``tag`` (``what`` it holds, for messages): present, intact and
+        ``min_size..max_size`` bytes long."""
+        name = f"section {tag!r}" + (f" ({what})" if what else "")
+        if tag not in self.sections:
+            raise BitstreamError(
+                f"{self._where()}: {name} missing (sections: {list(self.sections)})"
+            )
+        payload = self.sections[tag]
+        if payload is None:
+            raise BitstreamError(f"{self._where()}: {name} was lost or damaged")
+        if len(payload) < min_size or (max_size is not None and len(payload) > max_size):
+            hi = "" if max_size is None else f", at most {max_size}"
+            raise BitstreamError(
+                f"{self._where()}: {name} has {len(payload)} bytes "
+                f"(expected at least {min_size}{hi})"
+            )
+        return payload
+
+    def image_size(self, h_key: str = "h", w_key: str = "w") -> tuple[int, int]:
+        """``(height, width)`` from two header fields, within :mod:`semcom.limits`."""
+        from semcom.limits import MAX_SIDE, size_problem
+
+        h = self.int_field(h_key, 1, MAX_SIDE)
+        w = self.int_field(w_key, 1, MAX_SIDE)
+        problem = size_problem(h, w)
+        if problem is not None:
+            raise BitstreamError(f"{self._where()}: header declares an image of {problem}")
+        return h, w
+
+
+def _kind(value: object) -> str:
+    """``"a string"`` / ``"bytes"`` / ... : a field value's type, for error messages."""
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bytes):
+        return "bytes"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, int):
+        return "an integer"
+    return type(value).__name__
+
 
 # --------------------------------------------------------------------------- packing
 
@@ -281,18 +440,22 @@ class _Header:
     size: int
 
 
-def _parse_header(data: bytes) -> _Header:
+def _parse_header(data: bytes, partial: _Header | None = None) -> _Header:
+    """Parse and check the header. ``partial`` (if given) is filled as parsing goes, so a
+    caller can show what was readable before a BitstreamError."""
     r = Reader(data, what="message header")
+    part = partial if partial is not None else _Header(0, 0, {}, {}, [], 0)
     if r.remaining < PREFIX_SIZE:
         raise r.fail(f"truncated: {len(data)} bytes is shorter than the {PREFIX_SIZE}-byte prefix")
     if r.take(4) != MAGIC:
         raise BitstreamError("message header: bad magic (not a semcom message) at byte 0")
     version = r.byte()
+    part.version = version
     if version != VERSION:
         raise BitstreamError(f"message header: unsupported format version {version} at byte 4")
     (scheme_id,) = struct.unpack(">H", r.take(2))
-    fields: dict[str, FieldValue] = {}
-    types: dict[str, str] = {}
+    part.scheme_id = scheme_id
+    fields, types, entries = part.fields, part.field_types, part.entries
     for _ in range(r.count(MIN_FIELD_ENTRY, "field count")):
         key_pos = r.pos
         key = r.text("field key")
@@ -300,7 +463,6 @@ def _parse_header(data: bytes) -> _Header:
             r.pos = key_pos
             raise r.fail(f"empty or duplicate field key {key!r}")
         types[key], fields[key] = _read_field(r, key)
-    entries: list[tuple[str, int, int]] = []
     seen: set[str] = set()
     for _ in range(r.count(MIN_SECTION_ENTRY, "section count")):
         tag_pos = r.pos
@@ -313,10 +475,12 @@ def _parse_header(data: bytes) -> _Header:
         (crc,) = struct.unpack(">I", r.take(4))
         entries.append((tag, length, crc))
     crc_pos = r.pos
+    part.size = crc_pos
     (stored,) = struct.unpack(">I", r.take(4))
     if zlib.crc32(data[:crc_pos]) != stored:
         raise BitstreamError(f"message header: CRC32 mismatch (header damaged) at byte {crc_pos}")
-    return _Header(scheme_id, version, fields, types, entries, r.pos)
+    part.size = r.pos
+    return part
 
 
 def _as_bytes(data: object) -> bytes:
@@ -406,6 +570,55 @@ def unpack(
 # --------------------------------------------------------------------------- describe
 
 
+def inspect_bytes(data: bytes) -> tuple[str, str | None]:
+    """What ``semcom inspect`` prints of possibly damaged bytes: ``(description, problem)``.
+
+    An intact message gives its :meth:`Message.describe` and ``None``. A damaged one
+    gives whatever could be read -- the fields and section entries parsed before the
+    header broke, or an intact header with each section's status (erased, CRC mismatch,
+    truncated) -- and a one-line ``problem`` naming where the damage is.
+    """
+    data = _as_bytes(data)
+    partial = _Header(0, 0, {}, {}, [], 0)
+    try:
+        _parse_header(data, partial)
+    except BitstreamError as exc:
+        return _describe_partial(data, partial), str(exc)
+    msg = unpack(data, allow_damaged=True)
+    problem = None
+    if msg.damaged:
+        bad = [
+            f"{i.tag!r} {i.status} at byte {i.offset}"
+            for i in msg.layout.sections  # type: ignore[union-attr]
+            if i.status != "ok"
+        ]
+        problem = f"damaged section(s): {', '.join(bad)}"
+    return msg.describe(), problem
+
+
+def _describe_partial(data: bytes, head: _Header) -> str:
+    lines = [f"size:     {len(data)} bytes; header NOT intact, what could be read:"]
+    if len(data) >= 4:
+        lines.append(
+            f"magic:    {data[:4]!r} ({'ok' if data[:4] == MAGIC else 'not a semcom message'})"
+        )
+    if len(data) >= 5 and data[:4] == MAGIC:
+        lines.append(f"version:  {head.version or data[4]}")
+    if len(data) >= PREFIX_SIZE and data[:4] == MAGIC:
+        sid = struct.unpack(">H", data[5:7])[0]
+        lines.append(f"scheme:   {scheme_name_of(sid) or '#' + str(sid)} (id {sid})")
+    if head.fields:
+        lines.append(f"fields read: {len(head.fields)}")
+        for key, value in head.fields.items():
+            tag = head.field_types.get(key, "?")
+            lines.append(f"  {key}  {_TYPE_NAMES.get(tag, '?')}  {_abbrev_value(tag, value)}")
+    if head.entries:
+        lines.append(f"section entries read: {len(head.entries)}")
+        for tag, length, crc in head.entries:
+            lines.append(f"  {tag}  {length} bytes  crc32 {crc:08x}")
+    return "\n".join(lines)
+
+
 def _abbrev_bytes(raw: bytes, limit: int = 16) -> str:
     shown = raw[:limit].hex(" ")
     return f"{len(raw)} bytes: {shown}{' ...' if len(raw) > limit else ''}"
@@ -455,7 +668,12 @@ def _describe(msg: Message) -> str:
     for key, value in msg.fields.items():
         tag = layout.field_types.get(key) or _guess_tag(value)
         type_name = _TYPE_NAMES.get(tag, "?")
-        lines.append(f"  {key:<{width}}  {type_name:<10}  {_abbrev_value(tag, value)}")
+        shown = _abbrev_value(tag, value)
+        if key == "fp" and isinstance(value, bytes):
+            from semcom.models.fingerprint import describe_fingerprint
+
+            shown = f"receiver's model weights {describe_fingerprint(value)}"
+        lines.append(f"  {key:<{width}}  {type_name:<10}  {shown}")
     lines.append(f"sections: {len(layout.sections)}")
     for info in layout.sections:
         status = "CRC ok" if info.status == "ok" else f"DAMAGED ({info.status})"

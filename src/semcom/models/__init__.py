@@ -9,10 +9,29 @@ Every model file registers itself with ``@register_model(name)``; ``list_models(
 imports them all.
 """
 
-from semcom.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from semcom.models.classifier import ShapeClassifier
-from semcom.models.registry import create_model, is_model, list_models, register_model
-from semcom.models.segmenter import ShapeSegmenter
+import importlib
+from typing import Any
+
+# Exports are imported on first use (PEP 562), so that light modules such as
+# ``semcom.models.zoo`` can be used without importing torch.
+_EXPORTS = {
+    "CheckpointMeta": "semcom.models.checkpoint",
+    "load_checkpoint": "semcom.models.checkpoint",
+    "save_checkpoint": "semcom.models.checkpoint",
+    "ShapeClassifier": "semcom.models.classifier",
+    "ShapeSegmenter": "semcom.models.segmenter",
+    "create_model": "semcom.models.registry",
+    "is_model": "semcom.models.registry",
+    "list_models": "semcom.models.registry",
+    "register_model": "semcom.models.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'semcom.models' has no attribute {name!r}")
+
 
 __all__ = [
     "CheckpointMeta",

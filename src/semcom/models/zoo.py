@@ -4,6 +4,7 @@
 
     {"format_version": 1,
      "models": [{"name": ..., "file": ..., "sha256": ..., "bytes": ..., "task": ...,
+                 "weights_sha256": ...,  # of the weights alone (models.fingerprint)
                  "arch": ...,  # optional: registry name to build (default: name)
                  "config": {...},
                  "train": {"command": "python -m semcom.train ...", "seed": ..., "steps": ...,
@@ -23,9 +24,10 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from semcom.errors import BitstreamError, InputError
 
@@ -167,6 +169,7 @@ def add_to_zoo(
     import shutil
 
     from semcom.models.checkpoint import load_checkpoint
+    from semcom.models.fingerprint import weights_sha256
     from semcom.train.evaluate import evaluate
 
     src = Path(checkpoint)
@@ -184,6 +187,7 @@ def add_to_zoo(
         "name": meta.name,
         "file": fname,
         "sha256": file_sha256(out_dir / fname),
+        "weights_sha256": weights_sha256(model),
         "bytes": (out_dir / fname).stat().st_size,
         "task": task,
         "config": meta.config,

@@ -18,8 +18,6 @@ from semcom.codec.container import Message, pack, unpack
 from semcom.errors import BitstreamError, InputError
 from semcom.schemes.base import Erasures, Scheme, register_scheme
 
-MAX_SIDE = 4096
-
 
 def _check_image(image: torch.Tensor) -> tuple[int, int]:
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
@@ -64,29 +62,21 @@ class PillowCodecScheme(Scheme):
         return pack(Message(scheme=self.name, fields=fields, sections={"img": enc.data}))
 
     def decompress(self, data: bytes, *, erasures: Erasures = ()) -> dict[str, Any]:
-        from semcom.codec.pillow import decode_image
+        from semcom.codec.pillow import QUALITY_RANGES, decode_image
 
         msg = unpack(data, erasures=erasures)
-        if msg.scheme_name != self.name:
-            raise BitstreamError(f"message is for scheme {msg.scheme_name!r}, not {self.name!r}")
-        h, w = _read_size(msg)
-        x_hat = decode_image(msg.sections["img"], self.fmt, max_pixels=h * w)
+        msg.expect_scheme(self.name)
+        msg.expect_fields(("h", "w", "q"))
+        h, w = msg.image_size()
+        lo, hi = QUALITY_RANGES[self.fmt]
+        quality = msg.int_field("q", lo, hi)
+        msg.expect_sections(["img"])
+        x_hat = decode_image(msg.section("img", min_size=1), self.fmt, max_pixels=h * w)
         if tuple(x_hat.shape) != (3, h, w):
             raise BitstreamError(
                 f"decoded image is {tuple(x_hat.shape)}, header says (3, {h}, {w})"
             )
-        return {"x_hat": x_hat, "quality": msg.fields.get("q")}
-
-
-def _read_size(msg: Message) -> tuple[int, int]:
-    h, w = msg.fields.get("h"), msg.fields.get("w")
-    if (
-        not isinstance(h, int)
-        or not isinstance(w, int)
-        or not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE)
-    ):
-        raise BitstreamError(f"bad image size in header: h={h!r} w={w!r}")
-    return h, w
+        return {"x_hat": x_hat, "quality": quality}
 
 
 @register_scheme("jpeg")
@@ -127,13 +117,10 @@ class RawScheme(Scheme):
 
     def decompress(self, data: bytes, *, erasures: Erasures = ()) -> dict[str, Any]:
         msg = unpack(data, erasures=erasures)
-        if msg.scheme_name != "raw":
-            raise BitstreamError(f"message is for scheme {msg.scheme_name!r}, not 'raw'")
-        h, w = _read_size(msg)
-        payload = msg.sections.get("img")
-        if payload is None or len(payload) != h * w * 3:
-            raise BitstreamError(
-                f"raw payload has {len(payload or b'')} bytes, expected {h * w * 3}"
-            )
+        msg.expect_scheme("raw")
+        msg.expect_fields(("h", "w"))
+        h, w = msg.image_size()
+        msg.expect_sections(["img"])
+        payload = msg.section("img", min_size=h * w * 3, max_size=h * w * 3)
         x = torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
         return {"x_hat": x.contiguous()}

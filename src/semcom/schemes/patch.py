@@ -34,6 +34,9 @@ Message (scheme id of ``"patch"``; see ``docs/architecture.md`` for the containe
              pc, pq pixel codec id and parameter (bits or quality), see
                     :mod:`semcom.patches.codec`
              g      group size: the k tiles are split into ceil(k / g) near-equal groups
+             fp     (when the sender names a decoder) the first bytes of the decoder
+                    weights' sha256 (:mod:`semcom.models.fingerprint`); a receiver
+                    holding other weights refuses the message
     sections pos    the kept patch indices (:func:`~semcom.patches.codec.encode_positions`)
              px0 .. px{G-1}  the tiles of each group, ascending patch index, coded with
                     the pixel codec
@@ -56,6 +59,8 @@ from torch import Tensor, nn
 
 from semcom.codec.container import Message, pack, unpack
 from semcom.errors import BitstreamError, InputError
+from semcom.limits import MAX_SIDE
+from semcom.models.fingerprint import FINGERPRINT_BYTES
 from semcom.patches.codec import (
     MAX_PATCHES,
     PixelCodec,
@@ -139,6 +144,9 @@ class PatchScheme(Scheme):
         paste_received: put the received pixels back over the decoder's output
             (``x_hat = mask * sparse + (1 - mask) * decoder(sparse, mask)``); by default
             ``x_hat`` is the decoder's output as is.
+        check_models: the receiver refuses (:class:`~semcom.models.fingerprint.
+            ModelMismatchError`) a message whose ``fp`` field names other decoder
+            weights than its own; ``False`` decodes it anyway.
     """
 
     name: ClassVar[str] = "patch"
@@ -172,6 +180,7 @@ class PatchScheme(Scheme):
         batch_size: int = 256,
         device: str | torch.device = "cpu",
         paste_received: bool = False,
+        check_models: bool = True,
     ) -> None:
         if selection not in SELECTION_IDS:
             raise InputError(f"selection must be one of {sorted(SELECTION_IDS)}, got {selection!r}")
@@ -204,6 +213,8 @@ class PatchScheme(Scheme):
             )
         self.seed = seed
         self.paste_received = bool(paste_received)
+        self.check_models = bool(check_models)
+        self._decoder_fp: bytes | None = None
         self.group_size = group_size
         self.batch_size = batch_size
         self.device = torch.device(device)
@@ -294,6 +305,39 @@ class PatchScheme(Scheme):
             else:
                 self._decoder = self._prepare(self._decoder_spec)
         return self._decoder
+
+    def decoder_fingerprint(self) -> bytes | None:
+        """:data:`~semcom.models.fingerprint.FINGERPRINT_BYTES` bytes naming the decoder
+        weights (None without a decoder); computed once, without loading a zoo model."""
+        if self._decoder_spec is None:
+            return None
+        if self._decoder_fp is None:
+            from semcom.models.fingerprint import combine, spec_fingerprint
+
+            spec = self._decoder if self._decoder is not None else self._decoder_spec
+            self._decoder_fp = combine([spec_fingerprint(spec)])
+        return self._decoder_fp
+
+    def _decoder_source(self) -> str:
+        spec = self._decoder_spec
+        if isinstance(spec, str):
+            from semcom.models.zoo import is_checkpoint_path
+
+            return f"file {spec}" if is_checkpoint_path(spec) else f"zoo: {spec}"
+        return "a model given in memory" if spec is not None else "no decoder"
+
+    def _check_fingerprint(self, sent: bytes) -> None:
+        own = self.decoder_fingerprint()
+        if not self.check_models or own == sent:
+            return
+        from semcom.models.fingerprint import ModelMismatchError, describe_fingerprint
+
+        mine = describe_fingerprint(own, self._decoder_source()) if own else "no decoder"
+        raise ModelMismatchError(
+            f"message was made for decoder weights {describe_fingerprint(sent)}, this "
+            f"receiver holds {mine}; decode it with the sender's decoder "
+            "(--scheme 'patch-mean[decoder=PATH]') or check_models=false"
+        )
 
     # ------------------------------------------------------------------ rates
     def validate_rate(self, rate: float) -> float:
@@ -411,6 +455,9 @@ class PatchScheme(Scheme):
             "pq": self.pixels.param,
             "g": 0,
         }
+        fingerprint = self.decoder_fingerprint()
+        if fingerprint is not None:
+            base["fp"] = fingerprint
         out = []
         for i in range(images.shape[0]):
             idx = mask[i].nonzero().flatten().numpy()
@@ -434,39 +481,26 @@ class PatchScheme(Scheme):
     def _parse(self, data: bytes, erasures: Erasures) -> dict[str, Any]:
         """One message -> sparse image and masks (no decoder); BitstreamError if unusable."""
         msg = unpack(data, erasures=erasures, allow_damaged=True)
-        if msg.scheme_name != _WIRE_NAME:
-            raise BitstreamError(f"message is for scheme {msg.scheme_name!r}, not {_WIRE_NAME!r}")
-        f = msg.fields
-        if sorted(f) != sorted(_FIELDS):
-            raise BitstreamError(f"patch header fields are {sorted(f)}, expected {sorted(_FIELDS)}")
-        bad = [key for key in _FIELDS if not isinstance(f[key], int) or f[key] < 0]
-        if bad:
-            raise BitstreamError(f"patch header: fields {bad} are not non-negative integers")
-        h, w, ps, k, g = (int(f[key]) for key in ("h", "w", "ps", "k", "g"))  # type: ignore[arg-type]
-        s, sp = self.img_size, self.patch_size
+        msg.expect_scheme(_WIRE_NAME)
+        msg.expect_fields(_FIELDS, optional=("fp",))
+        s, sp, p = self.img_size, self.patch_size, self.num_patches
+        h, w = msg.image_size()
+        ps = msg.int_field("ps", 1, MAX_SIDE)
         if (h, w, ps) != (s, s, sp):
             raise BitstreamError(
                 f"patch header: image {h}x{w} with {ps}-pixel patches, but this receiver's "
                 f"ViT grid is {s}x{s} with {sp}-pixel patches"
             )
-        p = self.num_patches
-        if not 1 <= k <= min(p, MAX_PATCHES):
-            raise BitstreamError(f"patch header: k={k} patches kept, expected 1..{p}")
-        if f["sel"] not in SELECTION_IDS.values():
-            raise BitstreamError(f"patch header: unknown selection mode id {f['sel']}")
-        if not 1 <= g <= k:
-            raise BitstreamError(f"patch header: group size g={g} is not in [1, k={k}]")
-        codec = pixel_codec_from_id(f["pc"], f["pq"])
+        k = msg.int_field("k", 1, min(p, MAX_PATCHES))
+        msg.int_field("sel", 0, max(SELECTION_IDS.values()))
+        g = msg.int_field("g", 1, k)
+        if "fp" in msg.fields:
+            self._check_fingerprint(msg.bytes_field("fp", FINGERPRINT_BYTES))
+        codec = pixel_codec_from_id(msg.int_field("pc"), msg.int_field("pq"))
         bounds = group_bounds(k, g)
         expected = ["pos"] + [f"px{j}" for j in range(len(bounds))]
-        if list(msg.sections) != expected:
-            raise BitstreamError(
-                f"patch sections are {list(msg.sections)}, expected {expected} for k={k}, g={g}"
-            )
-        pos = msg.sections["pos"]
-        if pos is None:
-            raise BitstreamError("patch message: the positions section was lost")
-        idx = decode_positions(pos, p, k)
+        msg.expect_sections(expected)
+        idx = decode_positions(msg.section("pos", what="patch positions"), p, k)
         payloads = [msg.sections[f"px{j}"] for j in range(len(bounds))]
         tiles, received = decode_groups(codec, payloads, bounds, ps)
         canvas = np.zeros((p, 3, ps, ps), dtype=np.uint8)
