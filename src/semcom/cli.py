@@ -35,6 +35,15 @@ def _split(csv: str) -> list[str]:
     return [s.strip() for s in csv.split(",") if s.strip()]
 
 
+def _report_folder(out: Path) -> Path:
+    """``out`` as a report folder, checked before any work: an existing file is refused."""
+    from semcom.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is an existing file; the report needs a folder")
+    return out
+
+
 @app.command()
 def demo(
     out: Annotated[
@@ -56,13 +65,23 @@ def demo(
     BD-rate tables, sample and attention figures) and prints a summary."""
     from semcom.experiments.demo import run_demo
 
-    run_demo(out, n_images=n_images, channels=_split(channels), seed=seed, progress=progress)
+    run_demo(
+        _report_folder(out),
+        n_images=n_images,
+        channels=_split(channels),
+        seed=seed,
+        progress=progress,
+    )
 
 
 @app.command()
 def send(
     image: Annotated[
-        Path, typer.Argument(help="Image file to transmit (any format Pillow reads).")
+        Path,
+        typer.Argument(
+            help="Image file to transmit (any format Pillow reads), or a folder: then "
+            "every image in it is sent, one message each, into the folder -o names."
+        ),
     ],
     scheme: Annotated[
         str,
@@ -74,43 +93,105 @@ def send(
     rate: Annotated[
         float | None,
         typer.Option(
-            help="Rate setting; for codecs the message size in bytes, for patch schemes "
-            "the fraction of patches kept. Default: the scheme's middle default rate."
+            help="Rate setting; for codecs the message size in bytes (a promise: the "
+            "message is at most that long, or the command fails saying the smallest size "
+            "it can reach), for patch schemes the fraction of patches kept. Default: the "
+            "scheme's middle default rate."
         ),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Message file to write.")] = Path(
-        "msg.smc"
-    ),
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Message file to write (default msg.smc); for a folder of images, the "
+            "folder the .smc files go to (default: IMAGE's name + '-smc').",
+        ),
+    ] = None,
     resize: Annotated[
         bool,
         typer.Option(
-            help="Resize the image (bicubic) to the size a fixed-size scheme takes (the "
-            "patch schemes' ViT input, 64x64 for the zoo's); without it such a scheme "
-            "refuses an image of another size."
+            help="Scale the image to the size a fixed-size scheme takes (the patch "
+            "schemes' ViT input, 64x64 for the zoo's), as --fit says; without it such a "
+            "scheme refuses an image of another size."
         ),
     ] = False,
+    fit: Annotated[
+        str,
+        typer.Option(
+            help="How --resize keeps the picture: 'fit' (whole picture, aspect kept, "
+            "padded with white), 'crop' (fill, aspect kept, centre cropped) or "
+            "'stretch' (distorted to the size)."
+        ),
+    ] = "fit",
+    progress: Annotated[bool, typer.Option(help="Progress bar when sending a folder.")] = True,
 ) -> None:
     """Transmitter: turn IMAGE into a message file (.smc) and print its size."""
-    from semcom.imageio import load_image
+    from semcom.errors import InputError
     from semcom.schemes import create_scheme
 
+    if fit not in ("fit", "crop", "stretch"):
+        raise InputError(f"--fit must be fit, crop or stretch, got {fit!r}")
     sch = create_scheme(scheme)
     if rate is None:
         rate = sch.default_rates[len(sch.default_rates) // 2]
     rate = sch.validate_rate(rate)
-    img = load_image(image)
-    side = getattr(sch, "img_size", None)
-    if resize and isinstance(side, int) and tuple(img.shape[-2:]) != (side, side):
-        from semcom.imageio import resize_image
+    if not image.is_dir():
+        _send_one(sch, scheme, rate, image, output or Path("msg.smc"), resize, fit)
+        return
+    _send_folder(sch, scheme, rate, image, output, resize, fit, progress)
 
-        img = resize_image(img, (side, side))
+
+def _send_one(sch, spec: str, rate: float, image: Path, output: Path, resize: bool, fit: str):
+    """Send one image file; returns the line printed."""
+    from semcom.imageio import fit_image, load_image_info
+
+    if output.is_dir():
+        raise IsADirectoryError(f"-o {output} is a folder; give a message file name")
+    loaded = load_image_info(image)
+    img = loaded.image
+    side = getattr(sch, "img_size", None)
+    notes = list(loaded.notes)
+    if resize and isinstance(side, int) and tuple(img.shape[-2:]) != (side, side):
+        h0, w0 = img.shape[-2:]
+        img = fit_image(img, (side, side), fit).image  # type: ignore[arg-type]
+        notes.append(f"resized from {w0}x{h0} to {side}x{side} ({fit})")
+    elif resize and not isinstance(side, int):
+        notes.append(f"--resize ignored: {sch.name} takes images of any size")
     msg = sch.compress(img, rate)
     output.write_bytes(msg)
     h, w = img.shape[-2:]
-    typer.echo(
-        f"{output}: {len(msg)} bytes ({len(msg) * 8 / (h * w):.3f} bpp), scheme {scheme}, "
+    line = (
+        f"{output}: {len(msg)} bytes ({len(msg) * 8 / (h * w):.3f} bpp), scheme {spec}, "
         f"rate {sch.rate_label(rate)}, image {w}x{h}"
     )
+    typer.echo(line + "".join(f"; {n}" for n in notes))
+    return line
+
+
+def _send_folder(sch, spec, rate, folder: Path, output, resize, fit, progress) -> None:
+    from semcom.data.images import is_image_file
+    from semcom.errors import InputError, SemcomError
+
+    files = sorted(p for p in folder.iterdir() if is_image_file(p))
+    if not files:
+        raise InputError(f"{folder} is a folder with no image files")
+    out_dir = output or folder.with_name(folder.name + "-smc")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"-o {out_dir} is a file; sending a folder needs an output folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    from rich.progress import track
+
+    for path in track(files, description="sending", disable=not progress, transient=True):
+        try:
+            _send_one(sch, spec, rate, path, out_dir / (path.name + ".smc"), resize, fit)
+        except SemcomError as exc:
+            failed.append(path.name)
+            typer.echo(f"semcom: skipped {path.name}: {_one_line(exc)}", err=True)
+    typer.echo(f"{len(files) - len(failed)} of {len(files)} images sent to {out_dir}/")
+    if failed:
+        raise InputError(f"{len(failed)} image(s) could not be sent: {', '.join(failed[:5])}")
 
 
 @app.command()
@@ -210,6 +291,7 @@ def report(
 
     from semcom.experiments.report import load_results, print_summary, write_report
 
+    _report_folder(out)
     records = [r for path in results for r in load_results(path)]
     out.mkdir(parents=True, exist_ok=True)
     extra: list = []
@@ -303,7 +385,7 @@ def bench(
         segmenter=segmenter,
         ft_classifier=ft_classifier,
         seed=seed,
-        out=out,
+        out=_report_folder(out),
         progress=progress,
     )
 
@@ -331,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     except SemcomError as e:
         print(f"semcom: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except OSError as e:  # missing / unwritable paths, a file where a folder should be, ...
         print(f"semcom: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -71,19 +71,20 @@ def _open(path: Path) -> Image.Image:
 
 
 def read_image(path: str | Path, size: Size = None) -> Tensor:
-    """Read an image file as uint8 ``(3, H, W)`` RGB, resized (bilinear) to ``size`` if given."""
+    """Read an image file as uint8 ``(3, H, W)`` RGB, resized (bilinear) to ``size`` if given.
+
+    Decoding is :func:`semcom.imageio.load_image` (size limits checked before decoding,
+    EXIF orientation, 16-bit / float / palette / CMYK modes, alpha on white), the same
+    as the command line's.
+    """
+    from semcom.imageio import load_image
+
     hw = parse_size(size)
-    im = _open(Path(path))
-    try:
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        if hw is not None and im.size != (hw[1], hw[0]):
-            im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-        arr = np.asarray(im, dtype=np.uint8)
-    except Exception as e:  # odd modes / corrupt data
-        raise InputError(f"cannot convert image {path}: {type(e).__name__}: {e}") from None
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise InputError(f"image {path} did not decode to RGB (shape {arr.shape})")
+    x = load_image(path)
+    if hw is None or tuple(x.shape[1:]) == hw:
+        return x
+    im = Image.fromarray(x.permute(1, 2, 0).numpy())
+    arr = np.asarray(im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 

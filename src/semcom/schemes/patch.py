@@ -146,7 +146,8 @@ class PatchScheme(Scheme):
             ``x_hat`` is the decoder's output as is.
         check_models: the receiver refuses (:class:`~semcom.models.fingerprint.
             ModelMismatchError`) a message whose ``fp`` field names other decoder
-            weights than its own; ``False`` decodes it anyway.
+            weights than its own; ``False`` decodes it anyway. A receiver without a
+            decoder accepts every message (``x_hat`` = the received patches).
     """
 
     name: ClassVar[str] = "patch"
@@ -328,11 +329,11 @@ class PatchScheme(Scheme):
 
     def _check_fingerprint(self, sent: bytes) -> None:
         own = self.decoder_fingerprint()
-        if not self.check_models or own == sent:
-            return
+        if not self.check_models or own is None or own == sent:
+            return  # a receiver without a decoder shows the received patches as they are
         from semcom.models.fingerprint import ModelMismatchError, describe_fingerprint
 
-        mine = describe_fingerprint(own, self._decoder_source()) if own else "no decoder"
+        mine = describe_fingerprint(own, self._decoder_source())
         raise ModelMismatchError(
             f"message was made for decoder weights {describe_fingerprint(sent)}, this "
             f"receiver holds {mine}; decode it with the sender's decoder "
