@@ -28,6 +28,7 @@ from semcom.codec.container import unpack
 from semcom.codec.fuzz import KINDS, mutate
 from semcom.data.synthetic import SyntheticWorld
 from semcom.errors import BitstreamError
+from semcom.experiments.sweep import encode_all
 from semcom.schemes import create_receiver, create_scheme, list_schemes
 
 
@@ -46,7 +47,8 @@ def _one_by_one(receiver, batch, counts, others) -> None:
 def fuzz_scheme(name: str, n: int, seed: int, batch_size: int) -> dict:
     scheme = create_scheme(name)
     images = SyntheticWorld().generate(range(4)).images
-    msgs = [scheme.compress(img, r) for img in images for r in scheme.default_rates]
+    msgs = encode_all(scheme, images, scheme.default_rates[0])
+    msgs += [m for r in scheme.default_rates[1:] for m in encode_all(scheme, images, r)]
     receiver = create_receiver(unpack(msgs[0]).scheme_name)
     rng = random.Random(f"{seed}-{name}")
     counts: collections.Counter = collections.Counter()

@@ -70,7 +70,7 @@ def test_receive_json_reports_a_known_class(image_file, tmp_path, capsys) -> Non
 def test_corrupted_message_exit_2(image_file, tmp_path, capsys, make_bad) -> None:
     img, _ = image_file
     good = tmp_path / "good.smc"
-    assert main(["send", str(img), "--rate", "300", "-o", str(good)]) == 0
+    assert main(["send", str(img), "--rate", "500", "-o", str(good)]) == 0
     capsys.readouterr()
     bad = tmp_path / "bad.smc"
     bad.write_bytes(make_bad(good.read_bytes()))
@@ -170,7 +170,7 @@ def test_report_rebuilds_from_results(tmp_path, capsys) -> None:
     assert "report:" in capsys.readouterr().out
     records = json.loads((out / "results.json").read_text())
     records = records["records"] if isinstance(records, dict) else records
-    assert len(records) == 2 * 3 and (out / "index.html").is_file()
+    assert len(records) == 3 and (out / "index.html").is_file()  # the same run, once
     assert {r["scheme"] for r in records} == {"jpeg", "raw"}
     assert main(["report", str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in _err_line(capsys)

@@ -132,3 +132,20 @@ def test_output_folder_that_is_a_file_is_one_line(tmp_path, capsys, command):
     args = {"demo": ["demo"], "bench": ["bench"], "report": ["report", str(tmp_path)]}[command]
     assert main([*args, "-o", str(target)]) == 2
     assert "existing file" in _err_line(capsys)
+
+
+def test_a_byte_budget_is_a_promise(tmp_path, capsys):
+    """768x512 at 400 B: JPEG cannot at full size -> one line with the smallest size."""
+    src = tmp_path / "photo.png"
+    Image.fromarray(_photo(512, 768)).save(src)
+    msg = tmp_path / "m.smc"
+    assert main(["send", str(src), "--scheme", "jpeg", "--rate", "400", "-o", str(msg)]) == 2
+    line = _err_line(capsys)
+    assert "smallest message it can make is" in line and "scale=auto" in line
+    assert not msg.exists()
+    args = ["send", str(src), "--scheme", "jpeg[scale=auto]", "--rate", "400", "-o", str(msg)]
+    assert main(args) == 0
+    assert msg.stat().st_size <= 400
+    back = tmp_path / "back.png"
+    assert main(["receive", str(msg), "-o", str(back)]) == 0
+    assert Image.open(back).size == (768, 512)

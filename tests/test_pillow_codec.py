@@ -320,3 +320,24 @@ def test_animated_or_alpha_webp_refused():
     Image.fromarray(rgba, "RGBA").save(buf, "WEBP", quality=50)
     with pytest.raises(BitstreamError, match="mode"):
         pc.decode_image(buf.getvalue(), "webp")
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+def test_large_images_search_with_few_encodings(fmt) -> None:
+    """Above PREVIEW_PIXELS the search guesses on a preview and interpolates: the same
+    guarantee as bisection (q fits, q + 1 does not) in fewer full-size encodings."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(small).resize((720, 720), Image.Resampling.BICUBIC))
+    assert 720 * 720 > pc.PREVIEW_PIXELS
+    lo, hi = pc.QUALITY_RANGES[fmt]
+    counts = []
+    for q_ref in (10, 30, 50, 70, 90):
+        budget = len(pc.encode_image(img, fmt, q_ref)) + 7
+        enc = pc.encode_to_budget(img, fmt, budget)
+        assert enc.fits and enc.n_bytes <= budget
+        assert enc.quality == hi or len(pc.encode_image(img, fmt, enc.quality + 1)) > budget
+        counts.append(enc.encodes)
+    assert max(counts) <= 2 * 9 and sum(counts) / len(counts) < 7, counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
 import types
 from html.parser import HTMLParser
@@ -258,7 +259,7 @@ def test_results_csv_shape_and_columns(tmp_path):
         "channel_config.seed",
         "channel_config.type",
     ]
-    assert len(header) == 11 + 3 + 4 + 2 + 3 + 3
+    assert len(header) == 13 + 3 + 4 + 2 + 3 + 3  # 13 base columns: budget ones included
     by_name = [dict(zip(header, row, strict=True)) for row in body]
     jpeg = next(r for r in by_name if r["scheme"] == "jpeg")
     learned = next(r for r in by_name if r["scheme"] == "learned")
@@ -459,3 +460,385 @@ def test_print_summary_table():
     for scheme in (*SCHEMES, "[bold]x[/bold]"):
         assert scheme in out
     assert "bsc(ber=1e-04)" in out and "12.5%" in out and "accuracy" in out
+
+
+# --------------------------------------------------------------------------- byte budgets
+
+
+def test_budget_fields_roundtrip_and_old_json_defaults(tmp_path):
+    rec = make_record("jpeg", 400, "ideal", target_bytes=400.0, over_budget=0.25)
+    d = rec.to_dict()
+    assert d["target_bytes"] == 400.0 and d["over_budget"] == 0.25
+    assert PointRecord.from_dict(d) == rec
+    old = make_record("jpeg", 400, "ideal").to_dict()
+    del old["target_bytes"], old["over_budget"]  # a results.json from before the fields
+    back = PointRecord.from_dict(old)
+    assert back.target_bytes is None and back.over_budget == 0.0
+    paths = write_results([rec], tmp_path)
+    assert load_results(paths["json"]) == [rec]
+    with paths["csv"].open(newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert row["target_bytes"] == "400.0" and row["over_budget"] == "0.25"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"over_budget": 1.5}, {"over_budget": "x"}, {"target_bytes": -3}, {"target_bytes": 0}],
+)
+def test_budget_fields_validated(change):
+    d = {**make_record("jpeg", 400, "ideal").to_dict(), **change}
+    with pytest.raises(InputError):
+        PointRecord.from_dict(d)
+    with pytest.raises(InputError):
+        make_record("jpeg", 400, "ideal", **change)
+
+
+def _budget_records() -> list[PointRecord]:
+    """jpeg / webp on one channel; jpeg's cheapest point missed its byte budget."""
+    out = []
+    for scheme in ("jpeg", "webp"):
+        for rate in (200, 400, 800, 1600):
+            over = 0.5 if (scheme == "jpeg" and rate == 200) else 0.0
+            out.append(
+                make_record(scheme, rate, "ideal", target_bytes=float(rate), over_budget=over)
+            )
+    return out
+
+
+def test_over_budget_points_left_out_of_bd_rate(fake_bd_rate):
+    calls, _ = fake_bd_rate
+    records = _budget_records()
+    over = next(r for r in records if r.over_budget > 0)
+    (entry,) = bd_rate_table(records, "psnr", "jpeg")
+    assert entry.bd_rate == -10.0
+    anchor_bytes = calls[0][0]
+    assert len(anchor_bytes) == 3 and over.mean_bytes not in anchor_bytes
+    # with the budget met everywhere, the point is used again
+    calls.clear()
+    fixed = [PointRecord.from_dict({**r.to_dict(), "over_budget": 0.0}) for r in records]
+    bd_rate_table(fixed, "psnr", "jpeg")
+    assert over.mean_bytes in calls[0][0]
+
+
+def test_over_budget_points_left_out_of_best_vs_best(fake_bd_rate):
+    from semcom.experiments.report import best_vs_best
+
+    calls, _ = fake_bd_rate
+    records = _budget_records() + [
+        make_record("patch-x", r, "ideal", mean_bytes=r * 0.6, over_budget=0.1 if r == 800 else 0)
+        for r in (200, 400, 800, 1600)
+    ]
+    (e,) = best_vs_best(records, "accuracy")
+    assert e.bd_rate == -10.0
+    excluded = {r.mean_bytes for r in records if r.over_budget > 0}
+    for rate_a, _, rate_b, _ in calls:
+        assert not excluded & set(rate_a) and not excluded & set(rate_b)
+
+
+def test_over_budget_points_flagged_in_html_plots_and_summary(tmp_path, fake_bd_rate):
+    from semcom.experiments.report import _plot_figure, _scheme_styles
+
+    records = _budget_records()
+    index = write_html(records, tmp_path, plots=[])
+    text = index.read_text(encoding="utf-8")
+    flagged = re.findall(r'<tr class="over">(.*?)</tr>', text, re.S)
+    assert len(flagged) == 1 and "jpeg" in flagged[0] and "200 B" in flagged[0]
+    assert 'class="num over-budget"' in flagged[0] and "⚑" in flagged[0]
+    assert "50.0 %" in flagged[0]
+    assert "left out of every BD-rate" in text
+    # plots: the point sits at its real bytes, with a hollow marker
+    styles = _scheme_styles(["jpeg", "webp"])
+    fig = _plot_figure(records, "psnr", "PSNR", "t", None, styles)
+    (ax,) = fig.axes
+    hollow = [ln for ln in ax.get_lines() if ln.get_gid() == "over-budget:jpeg"]
+    assert len(hollow) == 1
+    over = next(r for r in records if r.over_budget > 0)
+    assert list(hollow[0].get_xdata()) == [over.mean_bytes]
+    assert hollow[0].get_markerfacecolor() in ("white", "w", (1.0, 1.0, 1.0, 1.0))
+    assert not any(ln.get_gid() == "over-budget:webp" for ln in ax.get_lines())
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("over byte budget" in t for t in legend)
+    console = Console(record=True, width=160, color_system=None)
+    print_summary(records, console=console)
+    out = console.export_text()
+    assert "⚑ 50.0 %" in out and "left out of BD-rate" in out
+
+
+# --------------------------------------------------------------------------- one wording
+
+
+def _dominating_records() -> list[PointRecord]:
+    """``patch-q2``'s worst accuracy beats jpeg's best at fewer bytes: no BD-rate."""
+    out = [
+        make_record("jpeg", b, "ideal", mean_bytes=float(b), metrics={"accuracy": a})
+        for b, a in ((200, 0.3125), (400, 0.5), (800, 0.5625))
+    ]
+    out += [
+        make_record("patch-q2", b, "ideal", mean_bytes=float(b), metrics={"accuracy": a})
+        for b, a in ((300, 0.8125), (600, 0.84375))
+    ]
+    return out
+
+
+def test_dominates_is_said_the_same_way_everywhere(tmp_path):
+    pytest.importorskip("semcom.metrics")
+    from semcom.experiments.report import best_vs_best
+
+    records = _dominating_records()
+    (entry,) = bd_rate_table(records, "accuracy", "jpeg")
+    (best,) = best_vs_best(records, "accuracy")
+    assert entry.bd_rate is None and entry.verdict == "dominates"
+    assert best.dominates and best.ranking[0][2] == "dominates"
+    assert entry.display() == best.display()  # the same pair, the same words
+    assert entry.display().startswith("dominates (patch-q2 reaches 0.812 at 300 B")
+    index = write_html(records, tmp_path, plots=[])
+    text = index.read_text(encoding="utf-8")
+    cells = re.findall(r'<td class="bd verdict[^"]*">(.*?)</td>', text, re.S)
+    assert len(cells) == 2 and all(c.startswith("dominates") for c in cells)
+    assert "do not overlap" not in text.split('id="bd-rate"')[1]
+    console = Console(record=True, width=300, color_system=None)
+    print_summary(records, console=console)
+    line = next(x for x in console.export_text().splitlines() if "task BD-rate" in x)
+    assert line.endswith(f": {best.display()}")
+
+
+def test_no_bd_rate_reasons_are_rounded_and_reworded():
+    pytest.importorskip("semcom.metrics")
+    # ranges do not overlap and neither curve is better everywhere: n/a, in our words
+    records = [
+        make_record("jpeg", b, "ideal", mean_bytes=float(b), metrics={"accuracy": a})
+        for b, a in ((200, 0.1234567), (400, 0.2345678))
+    ] + [
+        make_record("late", b, "ideal", mean_bytes=float(b), metrics={"accuracy": a})
+        for b, a in ((900, 0.3456789), (1800, 0.4567891))
+    ]
+    (entry,) = bd_rate_table(records, "accuracy", "jpeg")
+    assert entry.bd_rate is None and entry.verdict == ""
+    assert entry.display() == (
+        "n/a (quality ranges do not overlap: late 0.346–0.457, jpeg 0.123–0.235)"
+    )
+
+
+# --------------------------------------------------------------------------- rounding
+
+_LONG_NUMBER = re.compile(r"\d+\.\d{4,}")
+
+
+def test_numbers_in_html_and_summary_are_rounded(tmp_path, report_dir):
+    _, records, index = report_dir
+    text = index.read_text(encoding="utf-8")
+    body = re.sub(r"<(style|title)>.*?</\1>", "", text, flags=re.S)
+    body = re.sub(r'<div class="cfg">.*?</div>', "", body)  # channel settings, as given
+    visible = re.sub(r"<[^>]+>", " ", body)
+    assert not _LONG_NUMBER.findall(visible)
+    rec = next(r for r in records if r.scheme == "jpeg" and r.channel == "ideal")
+    row = next(
+        m for m in re.findall(r"<tr>(.*?)</tr>", text, re.S) if f"<td>{rec.rate_label}</td>" in m
+    )
+    cells = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
+    assert f"{rec.metrics['psnr']:.1f}" in cells and f"{rec.metrics['accuracy']:.3f}" in cells
+    assert f"{rec.mean_bytes:,.0f}" in cells and "0.0 %" in cells
+    assert not any(re.fullmatch(r"\d+\.\d{2,}", c) for c in cells if "psnr" in c)
+    # results.json keeps full precision
+    doc = json.loads((index.parent / "results.json").read_text())
+    assert doc["records"][0]["metrics"] == records[0].metrics
+    console = Console(record=True, width=200, color_system=None)
+    print_summary(records, console=console)
+    out = console.export_text()
+    assert not _LONG_NUMBER.findall(out)
+    assert f" {rec.metrics['psnr']:.1f} " in out and f" {rec.metrics['accuracy']:.3f} " in out
+
+
+def test_format_metric_is_metric_aware():
+    from semcom.experiments.report import format_bytes, format_metric
+
+    assert format_metric("accuracy", 0.6251) == "0.625"
+    assert format_metric("psnr", 25.8234) == "25.8"
+    assert format_metric("psnr", math.inf) == "∞" and format_metric("ssim", math.nan) == "–"
+    assert format_metric("featdist[x]", 1.018677) == "1.019"
+    assert format_metric("accuracy", 0.8, compact=True) == "0.8"
+    assert format_metric("something", 1234.5678) == "1235"
+    assert format_bytes(12319.0) == "12,319" and format_bytes(426.0625) == "426"
+
+
+# --------------------------------------------------------------------------- plot ranges
+
+
+def _with_raw(records: list[PointRecord], psnr: float = 100.0) -> list[PointRecord]:
+    raw = make_record(
+        "raw", 24, "ideal", mean_bytes=12319.0, metrics={"psnr": psnr, "accuracy": 0.99}
+    )
+    return records + [raw]
+
+
+def test_plot_ranges_ignore_the_reference_point():
+    from semcom.experiments.report import _plot_figure, _scheme_styles
+
+    records = [r for r in make_records() if r.channel == "ideal"]
+    for psnr in (100.0, math.inf):
+        recs = _with_raw(records, psnr)
+        styles = _scheme_styles(["jpeg", "webp", "learned", "raw"])
+        fig = _plot_figure(recs, "psnr", "PSNR", "t", None, styles)
+        (ax,) = fig.axes
+        others = [r for r in recs if r.scheme != "raw"]
+        top = max(r.metrics["psnr"] for r in others)
+        lo_b, hi_b = min(r.mean_bytes for r in others), max(r.mean_bytes for r in others)
+        xlo, xhi = ax.get_xlim()
+        ylo, yhi = ax.get_ylim()
+        assert xlo < lo_b and hi_b < xhi < 3 * hi_b < 12319.0
+        assert top < yhi < top + 0.2 * (top - min(r.metrics["psnr"] for r in others))
+        # raw is drawn on the edge, pointing right, and its true values are written
+        (mark,) = [ln for ln in ax.get_lines() if ln.get_gid() == "off-scale:raw"]
+        assert list(mark.get_xdata()) == [xhi] and list(mark.get_ydata()) == [yhi]
+        assert mark.get_marker() == ">" and not mark.get_clip_on()
+        (note,) = [t for t in ax.texts if t.get_gid() == "off-scale-note"]
+        shown = "100.0 dB" if psnr == 100.0 else "∞"
+        assert "raw 12,319 B" in note.get_text() and shown in note.get_text()
+
+
+def test_plot_ranges_with_only_a_reference_scheme():
+    from semcom.experiments.report import _plot_figure, _scheme_styles
+
+    recs = _with_raw([])
+    fig = _plot_figure(recs, "psnr", "PSNR", "t", None, _scheme_styles(["raw"]))
+    (ax,) = fig.axes
+    xlo, xhi = ax.get_xlim()
+    ylo, yhi = ax.get_ylim()
+    assert xlo < 12319.0 < xhi and ylo < 100.0 < yhi
+    assert not [t for t in ax.texts if t.get_gid() == "off-scale-note"]
+
+
+# --------------------------------------------------------------------------- samples.png
+
+
+def _fake_rows(torch, k=3):
+    from semcom.experiments.samples import _row_label
+
+    img = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    names = [("avif", "240 B"), ("patch-mean[pixels=q2]", "r=0.25"), ("raw", "24 bpp")]
+    rows = [("original", [img] * k, [])]
+    for i, (name, rate) in enumerate(names):
+        sizes = [f"{100 * (i + 1) + c:,} B" for c in range(k)]
+        rows.append((_row_label(name, rate), [img + i] * k, sizes))
+    return rows
+
+
+def test_samples_labels_sit_on_their_own_images():
+    torch = pytest.importorskip("torch")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from semcom.experiments.samples import draw_reconstructions
+
+    rows = _fake_rows(torch)
+    fig = draw_reconstructions(rows)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    k = len(rows[0][1])
+    assert len(axes) == len(rows) * k
+    grid = [axes[r * k : (r + 1) * k] for r in range(len(rows))]
+    for r, (label, _, sizes) in enumerate(rows):
+        first = grid[r][0]
+        ylabel = first.yaxis.label
+        assert ylabel.get_text() == label
+        box, row_box = ylabel.get_window_extent(renderer), first.get_window_extent(renderer)
+        assert row_box.y0 - 1 <= box.y0 and box.y1 <= row_box.y1 + 1, f"row {r} label spills"
+        assert box.x1 <= row_box.x0 + 1  # left of its row
+        for c, ax in enumerate(grid[r]):
+            texts = [t for t in ax.texts if t.get_gid() == "size"]
+            assert [t.get_text() for t in texts] == ([sizes[c]] if sizes else [])
+            for t in texts:  # inside its own image
+                tb, ab = t.get_window_extent(renderer), ax.get_window_extent(renderer)
+                assert ab.x0 <= tb.x0 and tb.x1 <= ab.x1 and ab.y0 <= tb.y0 and tb.y1 <= ab.y1
+            assert ax.get_title() == ""  # nothing between rows to be misread
+
+
+def test_reconstruction_rows_follow_scheme_order(tmp_path):
+    pytest.importorskip("torch")
+    from semcom.experiments.samples import reconstruction_figure, reconstruction_rows
+    from semcom.experiments.sweep import synthetic_evalset
+
+    images = synthetic_evalset(2).images
+    rows = reconstruction_rows(images, ["raw", "jpeg"])
+    assert [label.split("\n")[0] for label, _, _ in rows] == ["original", "raw", "jpeg"]
+    assert len(set(rows[1][2])) == 1 and rows[1][2][0].endswith(" B")  # raw: fixed size
+    assert rows[2][0] == "jpeg\n@ 240 B" and len(rows[2][2]) == 2
+    # jpeg cannot fit 240 B: the smallest message is shown, marked as over the budget
+    assert all(re.fullmatch(r"[\d,]+ B( \(> 240\))?", n) for n in rows[2][2])
+    path = reconstruction_figure(images, ["raw", "jpeg"], tmp_path / "s.png")
+    with Image.open(path) as im:
+        assert im.height > im.width  # 3 rows x 2 columns
+
+
+# --------------------------------------------------------------------------- merging runs
+
+
+def test_merge_results_same_file_twice(tmp_path):
+    from semcom.experiments.report import merge_results
+
+    records = make_records()
+    write_results(records, tmp_path / "b1")
+    notes: list[str] = []
+    merged = merge_results([tmp_path / "b1", tmp_path / "b1"], notes=notes)
+    assert merged == records and any("read once" in n for n in notes)
+    notes.clear()
+    assert (
+        merge_results([tmp_path / "b1", tmp_path / "b1" / "results.json"], notes=notes) == records
+    )
+    assert len(notes) == 1
+
+
+def test_merge_results_copies_and_reruns_are_deduplicated(tmp_path):
+    from semcom.experiments.report import merge_results
+
+    records = make_records()
+    write_results(records, tmp_path / "b1")
+    # the same run copied elsewhere, and a rerun (new timing and time stamp)
+    rerun = [
+        PointRecord.from_dict(
+            {**r.to_dict(), "timing": {"encode_ms": 9.0}, "created": "2026-06-01T00:00:00+00:00"}
+        )
+        for r in records
+    ]
+    write_results(records, tmp_path / "copy")
+    write_results(rerun[:5] + [make_record("avif", 300, "ideal")], tmp_path / "b2")
+    notes: list[str] = []
+    merged = merge_results([tmp_path / "b1", tmp_path / "copy", tmp_path / "b2"], notes=notes)
+    assert merged == records + [make_record("avif", 300, "ideal")]
+    assert any("20 duplicate records" in n and "copy" in n for n in notes)
+    assert any("5 duplicate records" in n and "b2" in n for n in notes)
+    # a different seed is a different point: kept
+    other = [PointRecord.from_dict({**r.to_dict(), "seed": 1}) for r in records[:3]]
+    write_results(other, tmp_path / "seed1")
+    assert len(merge_results([tmp_path / "b1", tmp_path / "seed1"], notes=[])) == 23
+
+
+def test_merge_results_refuses_conflicting_runs(tmp_path):
+    from semcom.experiments.report import merge_results
+
+    records = make_records()
+    write_results(records, tmp_path / "b1")
+    changed = records[0].to_dict()
+    changed["metrics"] = {**changed["metrics"], "accuracy": 0.123456}
+    write_results([PointRecord.from_dict(changed)], tmp_path / "b2")
+    with pytest.raises(InputError, match="conflicting results.*jpeg @ 200 B.*cannot be told apart"):
+        merge_results([tmp_path / "b1", tmp_path / "b2"])
+    with pytest.raises(InputError):
+        merge_results([])
+
+
+def test_merge_results_prints_notes_when_not_collected(tmp_path, capsys):
+    from semcom.experiments.report import merge_results
+
+    write_results(make_records(), tmp_path / "b1")
+    merge_results([tmp_path / "b1", tmp_path / "b1"])
+    assert "read once" in capsys.readouterr().err
+
+
+def test_write_report_writes_repeated_records_once(tmp_path, capsys, fake_bd_rate):
+    records = [r for r in make_records() if r.channel == "ideal"]
+    index = write_report(records + records, tmp_path)
+    assert load_results(tmp_path) == records
+    assert "duplicate records" in capsys.readouterr().err
+    text = index.read_text(encoding="utf-8")
+    assert text.count("<td>jpeg</td><td>200 B</td>") == 1

@@ -53,10 +53,28 @@ def test_raw_over_ideal_matches_judges_on_originals(setup) -> None:
 
 
 def test_fallback_is_judged_not_skipped(setup) -> None:
+    """Messages the receiver cannot decode are judged as a mid-grey image, not dropped."""
     evalset, judges = setup
-    grey = torch.full_like(evalset.images, 128)
-    m = judge(evalset, grey, judges)
-    assert m["accuracy"] < 0.5
+    cfg = SweepConfig(schemes=["raw"], channels=["bsc:0.2"])  # every raw message is hit
+    (rec,) = run_sweep(cfg, evalset, judges, progress=False)
+    assert rec.failure_rate == 1.0
+    grey = judge(evalset, torch.full_like(evalset.images, 128), judges)
+    assert rec.metrics == pytest.approx(grey)
+    assert rec.metrics["accuracy"] < 0.5
+
+
+def test_budget_misses_are_recorded(setup) -> None:
+    """A budget below the codec's floor: the smallest message is sent and the point marked."""
+    evalset, judges = setup
+    cfg = SweepConfig(schemes=["jpeg", "patch-mean"], channels=["ideal"],
+                      rates={"jpeg": [200, 600], "patch-mean": [0.25]})  # fmt: skip
+    recs = {(r.scheme, r.settings["rate"]): r for r in run_sweep(cfg, evalset, judges, False)}
+    low, ok = recs[("jpeg", 200)], recs[("jpeg", 600)]
+    assert low.target_bytes == 200 and low.over_budget == 1.0 and low.mean_bytes > 200
+    assert low.failure_rate == 0.0  # sent and decoded, only over budget
+    assert ok.target_bytes == 600 and ok.over_budget == 0.0 and ok.mean_bytes <= 600
+    patch = recs[("patch-mean", 0.25)]
+    assert patch.target_bytes is None and patch.over_budget == 0.0
 
 
 def test_demo_writes_the_whole_report(tmp_path) -> None:

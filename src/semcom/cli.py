@@ -289,10 +289,10 @@ def report(
     attention.png) are carried over when they exist."""
     import shutil
 
-    from semcom.experiments.report import load_results, print_summary, write_report
+    from semcom.experiments.report import merge_results, print_summary, write_report
 
     _report_folder(out)
-    records = [r for path in results for r in load_results(path)]
+    records = merge_results(results)
     out.mkdir(parents=True, exist_ok=True)
     extra: list = []
     titles = {
@@ -308,7 +308,7 @@ def report(
                     shutil.copyfile(src, dest)
                 extra.append((title, dest))
                 break
-    index = write_report(records, out, extra_sections=extra, anchor_scheme=anchor)
+    index = write_report(records, out, extra_sections=extra, anchor_scheme=anchor, screenshot=True)
     print_summary(records)
     typer.echo(f"report: {index}")
 

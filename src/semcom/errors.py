@@ -23,3 +23,17 @@ class BitstreamError(SemcomError, ValueError):
 
 class InputError(SemcomError, ValueError):
     """A caller-supplied argument is invalid (unknown scheme, rate out of range, bad image)."""
+
+
+class BudgetError(InputError):
+    """A byte budget the transmitter cannot meet.
+
+    ``smallest`` is the size in bytes of the smallest message the scheme can make of that
+    image with its settings, ``message`` that message (the caller may still send it,
+    knowing it is over budget, as the sweep does and records).
+    """
+
+    def __init__(self, text: str, smallest: int, message: bytes) -> None:
+        super().__init__(text)
+        self.smallest = smallest
+        self.message = message

@@ -91,7 +91,7 @@ def run_demo(
     att = patch_figure(config.schemes, evalset.images[:5], out / "attention.png")
     if att is not None:
         extra.append(("Attention-guided patch transmission", att))
-    index = write_report(records, out, extra_sections=extra)
+    index = write_report(records, out, extra_sections=extra, screenshot=True)
     print_summary(records)
     print(f"report: {index}")
     return index
@@ -187,7 +187,7 @@ def run_bench(
     att = patch_figure(config.schemes, evalset.images[:5], out / "attention.png")
     if att is not None:
         extra.append(("Attention-guided patch transmission", att))
-    index = write_report(records, out, extra_sections=extra)
+    index = write_report(records, out, extra_sections=extra, screenshot=True)
     print_summary(records)
     print(f"report: {index}")
     return index

@@ -179,6 +179,12 @@ class PointRecord:
     ``mean_bytes`` is the mean size of the whole message container (header included);
     ``mean_channel_bytes`` what the channel carried (packet headers / FEC included);
     ``failure_rate`` the fraction of messages the receiver could not decode.
+
+    ``target_bytes`` is the byte budget of the rate setting when the rate *is* one (a
+    codec asked for at most N bytes per image), else None; ``over_budget`` the fraction
+    of images whose message exceeded that budget (0 when there is none). The report marks
+    points with ``over_budget > 0`` and leaves them out of BD-rate comparisons. Both are
+    optional in ``from_dict`` (results written before they existed load as None / 0).
     """
 
     scheme: str
@@ -200,12 +206,16 @@ class PointRecord:
     git_commit: str | None = None
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    target_bytes: float | None = None
+    over_budget: float = 0.0
 
     REQUIRED = (
         "scheme", "settings", "rate_label", "channel", "channel_config", "dataset", "split",
         "n_images", "seed", "mean_bytes", "mean_channel_bytes", "bpp", "metrics",
         "failure_rate", "timing", "version", "git_commit", "created",
     )  # fmt: skip
+    #: Fields ``from_dict`` accepts but does not require (with their defaults).
+    OPTIONAL = ("target_bytes", "over_budget", "extra")
 
     def __post_init__(self) -> None:
         # numpy / torch scalars from the sweep become plain numbers (clean JSON and CSV)
@@ -213,6 +223,9 @@ class PointRecord:
             for name in ("mean_bytes", "mean_channel_bytes", "bpp", "failure_rate"):
                 setattr(self, name, float(_plain(getattr(self, name))))
             self.n_images, self.seed = int(_plain(self.n_images)), int(_plain(self.seed))
+            self.over_budget = float(_plain(self.over_budget))
+            if self.target_bytes is not None:
+                self.target_bytes = float(_plain(self.target_bytes))
             self.metrics = {
                 str(k): math.nan if v is None else float(_plain(v)) for k, v in self.metrics.items()
             }
@@ -221,6 +234,14 @@ class PointRecord:
             }
         except (TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"invalid record value: {exc}") from None
+        if not 0.0 <= self.over_budget <= 1.0:
+            msg = f"record field 'over_budget' must be in [0, 1], got {self.over_budget}"
+            raise InputError(msg)
+        if self.target_bytes is not None and not (
+            math.isfinite(self.target_bytes) and self.target_bytes > 0
+        ):
+            msg = f"record field 'target_bytes' must be > 0 or None, got {self.target_bytes}"
+            raise InputError(msg)
         self.settings = to_json_safe(self.settings)
         self.channel_config = to_json_safe(self.channel_config)
         if not self.version:
@@ -247,6 +268,8 @@ class PointRecord:
             "bpp": self.bpp,
             "metrics": dict(self.metrics),
             "failure_rate": self.failure_rate,
+            "target_bytes": self.target_bytes,
+            "over_budget": self.over_budget,
             "timing": dict(self.timing),
             "version": self.version,
             "git_commit": self.git_commit,
@@ -264,7 +287,8 @@ class PointRecord:
         missing = [k for k in cls.REQUIRED if k not in data]
         if missing:
             raise InputError(f"record is missing field(s): {', '.join(missing)}")
-        unknown = sorted(str(k) for k in data if k not in cls.REQUIRED and k != "extra")
+        known = (*cls.REQUIRED, *cls.OPTIONAL)
+        unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
             raise InputError(f"record has unknown field(s): {', '.join(unknown)}")
         commit = data["git_commit"]
@@ -276,6 +300,12 @@ class PointRecord:
         except ValueError:
             msg = f"record field 'created' is not an ISO timestamp: {created!r}"
             raise InputError(msg) from None
+        target = data.get("target_bytes")
+        if target is not None:
+            target = _float(data, "target_bytes")
+            if target <= 0:
+                raise InputError(f"record field 'target_bytes' must be > 0 or null, got {target}")
+        over = _float(data, "over_budget", hi=1.0) if "over_budget" in data else 0.0
         return cls(
             scheme=_str(data, "scheme"),
             settings=_json_dict(data, "settings"),
@@ -296,4 +326,6 @@ class PointRecord:
             git_commit=commit or None,
             created=created,
             extra=_json_dict(data, "extra") if "extra" in data else {},
+            target_bytes=target,
+            over_budget=over,
         )

@@ -4,48 +4,95 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+#: One row of :func:`reconstruction_figure`: (row label, images, the message size of each
+#: image as shown, e.g. ``"409 B"`` -- an empty list for the originals).
+Row = tuple[str, list[torch.Tensor], list[str]]
 
-def reconstruction_figure(images: torch.Tensor, schemes: Sequence[str], path: Path) -> Path:
-    """Save a grid: row 0 the originals ``images`` uint8 ``(K, 3, H, W)``, then one row per
-    scheme at its lowest default rate, titled with the message size. Returns ``path``."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _row_label(name: str, rate_label: str = "") -> str:
+    """A row label short enough per line to stay beside its own row (``[...]`` options
+    and the rate go on lines of their own)."""
+    head, bracket, rest = name.partition("[")
+    lines = [head] + ([bracket + rest] if bracket else [])
+    return "\n".join(lines + ([f"@ {rate_label}"] if rate_label else []))
 
-    from semcom.errors import BitstreamError
+
+def reconstruction_rows(images: torch.Tensor, schemes: Sequence[str]) -> list[Row]:
+    """The rows of :func:`reconstruction_figure`, in order: the originals, then one row
+    per scheme of ``schemes`` (in that order) at its lowest default rate."""
+    from semcom.errors import BitstreamError, InputError
     from semcom.schemes import create_scheme
 
-    rows: list[tuple[str, list[torch.Tensor], list[int]]] = [("original", list(images), [])]
+    rows: list[Row] = [("original", list(images), [])]
     for name in schemes:
         sch = create_scheme(name)
         rate = sch.default_rates[0]
         outs, sizes = [], []
         for img in images:
-            msg = sch.compress(img, rate)
+            over = ""
+            try:
+                msg = sch.compress(img, rate)
+            except InputError as exc:  # a byte budget it cannot meet: its smallest message
+                msg = getattr(exc, "message", None)
+                if not isinstance(msg, bytes):
+                    raise
+                over = f" (> {rate:g})"
             try:
                 outs.append(sch.decompress(msg)["x_hat"])
             except BitstreamError:
                 outs.append(torch.zeros_like(img))
-            sizes.append(len(msg))
-        rows.append((f"{name} @ {sch.rate_label(rate)}", outs, sizes))
-    k = images.shape[0]
-    fig, axes = plt.subplots(len(rows), k, figsize=(1.6 * k, 1.7 * len(rows)), squeeze=False)
+            sizes.append(f"{len(msg):,} B{over}")
+        rows.append((_row_label(name, sch.rate_label(rate)), outs, sizes))
+    return rows
+
+
+def draw_reconstructions(rows: Sequence[Row]) -> Any:
+    """The grid of ``rows`` as a matplotlib Figure: one row of axes per row, its label on
+    the left of that row, each message size written *inside* its own image (bottom right,
+    ``gid="size"``) so no label can be read as belonging to a neighbouring image. A size
+    marked ``(> N)`` is a message over the N-byte budget the scheme could not meet."""
+    from matplotlib.figure import Figure
+
+    k = max(len(outs) for _, outs, _ in rows)
+    fig = Figure(figsize=(1.6 * k + 0.5, 1.65 * len(rows)), dpi=110)
+    axes = fig.subplots(len(rows), k, squeeze=False)
     for r, (label, outs, sizes) in enumerate(rows):
         for c in range(k):
             ax = axes[r][c]
-            ax.imshow(outs[c].permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
+            if c >= len(outs):
+                ax.set_visible(False)
+                continue
+            ax.imshow(outs[c].permute(1, 2, 0).numpy(), interpolation="nearest")
             if sizes:
-                ax.set_title(f"{sizes[c]} B", fontsize=7)
-        axes[r][0].set_ylabel(label, fontsize=7)
-    fig.tight_layout()
+                ax.text(
+                    0.97,
+                    0.04,
+                    sizes[c],
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="bottom",
+                    fontsize=7,
+                    color="white",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "black", "ec": "none", "alpha": 0.7},
+                    gid="size",
+                )
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
+    fig.tight_layout(h_pad=0.4, w_pad=0.3)
+    return fig
+
+
+def reconstruction_figure(images: torch.Tensor, schemes: Sequence[str], path: Path) -> Path:
+    """Save a grid: row 0 the originals ``images`` uint8 ``(K, 3, H, W)``, then one row per
+    scheme at its lowest default rate, labelled on the left with the scheme and rate, each
+    image with its message size written inside it. Returns ``path``."""
+    fig = draw_reconstructions(reconstruction_rows(images, schemes))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import semcom
-from semcom.errors import InputError
+from semcom.errors import BudgetError, InputError
 from semcom.experiments.records import PointRecord
 
 
@@ -150,6 +150,28 @@ def judge(
     return out
 
 
+def encode_all(scheme: Any, images: torch.Tensor, rate: float) -> list[bytes]:
+    """Messages of ``images`` uint8 ``(N, 3, H, W)`` at ``rate``. An image whose byte budget
+    the scheme cannot meet (:class:`~semcom.errors.BudgetError`) is sent as the smallest
+    message the scheme can make, and :func:`run_point` marks the point as over budget."""
+    try:
+        return scheme.compress_batch(images, rate)
+    except BudgetError:
+        pass
+    out = []
+    for img in images:
+        try:
+            out.append(scheme.compress(img, rate))
+        except BudgetError as exc:
+            out.append(exc.message)
+    return out
+
+
+def byte_budget(scheme: Any, rate: float) -> float | None:
+    """The byte budget a rate setting is (codecs), else None (patch fractions, bpp)."""
+    return float(rate) if getattr(scheme, "rate_unit", None) == "bytes" else None
+
+
 def run_point(
     scheme: Any,
     rate: float,
@@ -185,6 +207,8 @@ def run_point(
     metrics = judge(evalset, torch.stack(outs), judges, batch_size)
     n = len(messages)
     mean_bytes = sum(len(m) for m in messages) / n
+    target = byte_budget(scheme, rate)
+    over = 0.0 if target is None else sum(len(m) > target for m in messages) / n
     return PointRecord(
         scheme=scheme.label,
         settings=scheme.settings(rate),
@@ -200,6 +224,8 @@ def run_point(
         bpp=mean_bytes * 8 / (h * w),
         metrics=metrics,
         failure_rate=failures / n,
+        target_bytes=target,
+        over_budget=over,
         timing={"encode_ms": encode_ms, "decode_ms": decode_ms},
         version=semcom.__version__,
         git_commit=git_commit(),
@@ -234,7 +260,7 @@ def run_sweep(
         for scheme, rate in plan:
             bar.update(task, description=f"{scheme.label} @ {scheme.rate_label(rate)}: encoding")
             t0 = time.perf_counter()
-            messages = scheme.compress_batch(evalset.images, rate)
+            messages = encode_all(scheme, evalset.images, rate)
             encode_ms = (time.perf_counter() - t0) * 1000 / n
             bar.advance(task)
             for spec in config.channels:
