@@ -406,5 +406,5 @@ def test_cli_train(
         capsys.readouterr()
         code, err = train_main(argv), capsys.readouterr().err
     assert code == 2
-    line = _one_error_line(err, prefix="error: ")
+    line = _one_error_line(err, prefix="semcom: error: ")
     assert bad in line and "implies" in line, line

@@ -20,12 +20,40 @@ except ImportError:  # pragma: no cover - older typer on top of click
 
 from semcom.errors import SemcomError
 
+
+def _no_hyphen_breaks() -> None:
+    """Help lines never break inside hyphenated names (``patch-mean[...]``,
+    ``tiny-imagenet``), so what --help shows can be copied. Click's wrapper is the
+    standard library's TextWrapper; this sets ``break_on_hyphens=False`` for it."""
+    try:
+        from typer._click import _textwrap
+    except ImportError:  # pragma: no cover - another typer layout: default wrapping
+        return
+    base = _textwrap.TextWrapper
+    if getattr(base, "_semcom_no_hyphens", False):
+        return
+
+    class Wrapper(base):  # type: ignore[misc, valid-type]
+        _semcom_no_hyphens = True
+
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.setdefault("break_on_hyphens", False)
+            super().__init__(*args, **kwargs)
+
+    _textwrap.TextWrapper = Wrapper  # type: ignore[misc]
+
+
+_no_hyphen_breaks()
+
 app = typer.Typer(
     name="semcom",
     help="Task-oriented image communication: real messages, real channels, task quality vs bytes.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain click help: prose rewrapped to the terminal at any width, no markup to eat
+    # `name[key=value]`, no table columns cropped at narrow widths
+    rich_markup_mode=None,
 )
 
 DEFAULT_DEMO_CHANNELS = "ideal,bsc:1e-4,erasure:0.05:128"
@@ -44,7 +72,7 @@ def _report_folder(out: Path) -> Path:
     return out
 
 
-@app.command()
+@app.command(short_help="The main job: every scheme on the synthetic world, with a report.")
 def demo(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder the report is written to.")
@@ -63,18 +91,19 @@ def demo(
     synthetic world over an ideal, a bit-error and a packet-erasure channel, judged by the
     zoo's classifier, fine-tuned classifier and segmenter; writes the report (plots,
     BD-rate tables, sample and attention figures) and prints a summary."""
+    from semcom.channel.spec import split_channel_list
     from semcom.experiments.demo import run_demo
 
     run_demo(
         _report_folder(out),
         n_images=n_images,
-        channels=_split(channels),
+        channels=split_channel_list(channels),
         seed=seed,
         progress=progress,
     )
 
 
-@app.command()
+@app.command(short_help="Transmitter: an image (or a folder of them) to message file(s).")
 def send(
     image: Annotated[
         Path,
@@ -194,7 +223,7 @@ def _send_folder(sch, spec, rate, folder: Path, output, resize, fit, progress) -
         raise InputError(f"{len(failed)} image(s) could not be sent: {', '.join(failed[:5])}")
 
 
-@app.command()
+@app.command(short_help="Receiver: decode a message and say what the judges see.")
 def receive(
     message: Annotated[Path, typer.Argument(help="Message file (.smc) to decode.")],
     output: Annotated[
@@ -221,7 +250,7 @@ def receive(
         typer.echo(f"{key}: {value}")
 
 
-@app.command()
+@app.command(short_help="Show a message's container, field by field.")
 def inspect(
     message: Annotated[Path, typer.Argument(help="Message file (.smc) to describe.")],
 ) -> None:
@@ -238,26 +267,51 @@ def inspect(
         raise BitstreamError(problem)
 
 
-@app.command()
+@app.command(short_help="List the schemes with their rates and options.")
 def schemes() -> None:
-    """List the registered schemes with their default rate settings."""
+    """List the registered schemes: what each sends, its rate setting (unit, range,
+    defaults) and its options with their defaults, as a spec takes them
+    (name[option=value,...])."""
+    import shutil
+    import textwrap
+
     from semcom.schemes import create_scheme, list_schemes
+    from semcom.schemes.base import _SCHEMES, scheme_options
 
+    width = max(60, min(100, shutil.get_terminal_size((100, 20)).columns))
+    blocks = []
     for name in list_schemes():
-        s = create_scheme(name)
-        rates = ", ".join(s.rate_label(r) for r in s.default_rates)
-        typer.echo(f"{name:10s} task={s.task:12s} rates: {rates}")
+        cls = _SCHEMES[name]
+        sch = create_scheme(name)
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        lines = [f"{name}: {summary}"]
+        rates = ", ".join(sch.rate_label(r) for r in sch.default_rates)
+        lines += textwrap.wrap(
+            f"rate: {sch.rate_range or sch.rate_unit}; defaults {rates}",
+            width, initial_indent="  ", subsequent_indent="    ",
+        )  # fmt: skip
+        for opt, default, text in scheme_options(cls):
+            shown = "none" if default is None else str(default).lower() if isinstance(
+                default, bool) else default  # fmt: skip
+            lines += textwrap.wrap(
+                f"{opt}={shown}: {text}" if text else f"{opt}={shown}",
+                width, initial_indent="  ", subsequent_indent="      ",
+            )  # fmt: skip
+        blocks.append("\n".join(lines))
+    typer.echo("\n\n".join(blocks))
+    typer.echo("\nExample: semcom send img.png --scheme 'webp[scale=auto]' --rate 300")
 
 
-@app.command()
+@app.command(short_help="Explain the channel specs that --channels takes.")
 def channels() -> None:
     """Explain the channel specs that --channels accepts."""
-    from semcom.channel import spec
+    from semcom.channel.spec import help_text
 
-    typer.echo((spec.__doc__ or "").strip())
+    typer.echo(help_text())
 
 
 @app.command(
+    short_help="Train a model (semcom train --help lists the options).",
     add_help_option=False,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
@@ -265,12 +319,12 @@ def train(ctx: typer.Context) -> None:
     """Train a model (task models, ViT, patch decoder); `semcom train --help` lists options."""
     from semcom.train import main as train_main
 
-    code = train_main(list(ctx.args))
+    code = train_main(list(ctx.args), prog="semcom train")
     if code:
         raise typer.Exit(code)
 
 
-@app.command()
+@app.command(short_help="Rebuild or merge reports from results.json files.")
 def report(
     results: Annotated[
         list[Path],
@@ -313,21 +367,22 @@ def report(
     typer.echo(f"report: {index}")
 
 
-@app.command()
+@app.command(short_help="The sweep: schemes x rates x channels on a dataset.")
 def bench(
     schemes_: Annotated[
         str,
         typer.Option(
             "--schemes",
             help="Comma-separated scheme specs: a name (see `semcom schemes`) or "
-            "name[key=value,...] with constructor options, `rates=a/b/c` (this scheme's "
-            "rate settings) and `label=` (its name in the results), e.g. "
-            "'jpeg[rates=300/600],patch-mean[pixels=webp:75,vit=runs/vit.safetensors]'.",
+            "name[key=value,...] with constructor options, rates=a/b/c (this scheme's "
+            "rate settings) and label= (its name in the results), e.g. "
+            "jpeg[rates=300/600] or patch-mean[pixels=q2].",
         ),
     ] = "jpeg,webp,avif,raw",
-    channels_: Annotated[str, typer.Option("--channels", help="Comma-separated channel specs.")] = (
-        "ideal,bsc:1e-4,erasure:0.05:128"
-    ),
+    channels_: Annotated[
+        str,
+        typer.Option("--channels", help="Comma-separated channel specs (see `semcom channels`)."),
+    ] = ("ideal,bsc:1e-4,erasure:0.05:128"),
     rates: Annotated[
         str | None,
         typer.Option(
@@ -369,12 +424,13 @@ def bench(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """The sweep: schemes x rates x channels on a dataset; writes results and the report."""
+    from semcom.channel.spec import split_channel_list
     from semcom.experiments.demo import run_bench
     from semcom.schemes import split_scheme_list
 
     run_bench(
         schemes=split_scheme_list(schemes_),
-        channels=_split(channels_),
+        channels=split_channel_list(channels_),
         rates=[float(r) for r in _split(rates)] if rates else None,
         dataset=dataset,
         data_root=data_root,

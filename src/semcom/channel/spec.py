@@ -28,7 +28,8 @@ from semcom.channel.erasure import PacketErasureChannel
 from semcom.channel.ideal import IdealChannel
 from semcom.errors import InputError
 
-__all__ = ["CHANNEL_KINDS", "create_channel", "parse_spec"]
+__all__ = ["CHANNEL_KINDS", "EXAMPLES", "create_channel", "help_text", "parse_spec",
+           "split_channel_list"]  # fmt: skip
 
 
 def _to_float(key: str, value: Any) -> float:
@@ -218,3 +219,76 @@ def create_channel(spec: str | Mapping[str, Any], seed: int | None = None) -> Ch
     from semcom.channel.physical import PhysicalChannel
 
     return PhysicalChannel(fading=kind, seed=seed, **params)
+
+
+def split_channel_list(text: str) -> list[str]:
+    """Split a comma-separated list of channel specs (what ``--channels`` takes).
+
+    A comma also separates a spec's own arguments (``erasure:0.1,64,burst=4``), so a new
+    spec starts only at a comma followed by a channel kind (``ideal``, ``bsc``, ...);
+    commas inside ``kind(...)`` never split. ``"ideal,erasure:0.1,64,bsc:1e-4"`` ->
+    ``["ideal", "erasure:0.1,64", "bsc:1e-4"]``. Each spec is then checked by
+    :func:`parse_spec` (InputError on the first bad one).
+    """
+    pieces, depth, cur = [], 0, ""
+    for ch in str(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            pieces.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    pieces.append(cur)
+    specs: list[str] = []
+    for piece in (p.strip() for p in pieces):
+        if not piece:
+            continue
+        head = re.split(r"[:(]", piece, maxsplit=1)[0].strip().lower()
+        if head in CHANNEL_KINDS or not specs:
+            specs.append(piece)
+        else:
+            specs[-1] += "," + piece
+    for spec in specs:
+        parse_spec(spec)
+    return specs
+
+
+#: ``(spec, what it is)``: the examples ``semcom channels`` shows (a test parses each).
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("ideal", "every byte arrives"),
+    ("budget:500", "each message cut after 500 bytes"),
+    ("bsc:1e-4", "each bit flips with probability 1e-4"),
+    ("erasure:0.05:128", "128-byte packets with CRCs, 5 % lost"),
+    ("erasure:0.1,64,burst=4,ber=1e-5", "bursty losses of 64-byte packets + bits"),
+    ("awgn:snr_db=5,qam=16", "16-QAM over AWGN at 5 dB SNR"),
+    ("awgn:ebno_db=2,qam=4,ldpc=0.5", "QPSK, rate-1/2 5G LDPC, Eb/N0 2 dB"),
+    ("rayleigh:snr_db=10,qam=64,block=32", "Rayleigh block fading, 64-QAM"),
+    ("bsc(ber=1e-3)", "the KIND(key=value,...) form"),
+)
+
+
+def help_text() -> str:
+    """What ``semcom channels`` prints: the grammar, every kind with its parameters, and
+    examples that ``--channels`` accepts (plain text, no markup)."""
+    lines = [
+        "A channel spec is KIND, or KIND:ARG:ARG... where an ARG is a value (in the order",
+        "below) or key=value; arguments may also be separated by commas, or written as",
+        "KIND(key=value,...). --channels takes several specs separated by commas.",
+        "",
+        "Kinds and their parameters (positional order first):",
+    ]
+    for kind, (positional, converters) in CHANNEL_KINDS.items():
+        keys = list(positional) + [k for k in converters if k not in positional]
+        lines.append(f"  {kind:<9} {', '.join(keys) if keys else '(none)'}")
+    lines += ["", "Examples:"]
+    width = max(len(spec) for spec, _ in EXAMPLES)
+    lines += [f"  {spec:<{width}}  {what}" for spec, what in EXAMPLES]
+    lines += [
+        "",
+        "Example: semcom bench --channels ideal,bsc:1e-4,erasure:0.05:128",
+        "",
+        "awgn and rayleigh run on Sionna's PHY by default (backend=sionna, the 'phy'",
+        "extra: LDPC, soft demapping); backend=torch is plain torch, uncoded, with",
+        "nearest-point decisions.",
+    ]
+    return "\n".join(lines)

@@ -102,6 +102,9 @@ def _real_evalset(
 ) -> EvalSet:
     from semcom.data import load_dataset
 
+    known = ("synthetic", "imagefolder", "tiny-imagenet", "camvid")
+    if dataset.strip().lower().replace("_", "-") not in known:
+        raise InputError(f"unknown dataset {dataset!r}; --dataset takes {', '.join(known)}")
     if root is None:
         raise InputError(f"--data-root is required for dataset {dataset!r}")
     ds = load_dataset(dataset, root=root, split=split, size=size)

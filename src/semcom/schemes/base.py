@@ -33,6 +33,8 @@ class Scheme(ABC):
     name: ClassVar[str] = ""
     task: ClassVar[str] = "reconstruct"
     rate_unit: ClassVar[str] = "bytes"
+    #: What a rate setting may be, in words (``semcom schemes`` shows it).
+    rate_range: ClassVar[str] = ""
     default_rates: ClassVar[tuple[float, ...]] = ()
 
     _label: str | None = None
@@ -87,6 +89,71 @@ class Scheme(ABC):
             except BitstreamError as e:
                 out.append(e)
         return out
+
+
+def scheme_options(cls: type) -> list[tuple[str, Any, str]]:
+    """``(option, default, help)`` of each constructor option of a scheme class.
+
+    The options are the keyword parameters of the first ``__init__`` in the class's MRO
+    that names them (variants that forward ``**kwargs`` show their base's); the help is
+    the option's entry in the ``Args:`` section of that class's docstring, on one line.
+    """
+    import inspect
+
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = [
+            p
+            for p in inspect.signature(init).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if params:
+            docs = _arg_docs(klass.__doc__ or "")
+            fixed = getattr(cls, "fixed_options", ())
+            return [
+                (p.name, None if p.default is p.empty else p.default, docs.get(p.name, ""))
+                for p in params
+                if p.name not in fixed
+            ]
+    return []
+
+
+def _arg_docs(doc: str) -> dict[str, str]:
+    """Google-style ``Args:`` entries of a docstring: name -> text on one line (entries
+    naming several options, ``img_size, patch_size: ...``, give the text to each)."""
+    import re
+
+    lines = doc.expandtabs().splitlines()
+    out: dict[str, str] = {}
+    inside, indent, current = False, 0, []
+    for line in lines:
+        if line.strip() == "Args:":
+            inside, indent, current = True, -1, []
+            continue
+        if not inside:
+            continue
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent < 0:
+            indent = depth
+        if depth < indent:
+            break
+        match = re.match(r"^\s*([\w, ]+):\s*(.*)$", line) if depth == indent else None
+        if match:
+            current = [n.strip() for n in match.group(1).split(",") if n.strip()]
+            for name in current:
+                out[name] = match.group(2).strip()
+        else:
+            for name in current:
+                out[name] = f"{out[name]} {line.strip()}".strip()
+    def plain(text: str) -> str:  # RST roles and literals -> plain words
+        text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", text)
+        return " ".join(text.replace("``", "").split())
+
+    return {k: plain(v) for k, v in out.items()}
 
 
 _SCHEMES: dict[str, Callable[..., Scheme]] = {}

@@ -88,6 +88,7 @@ class PillowCodecScheme(Scheme):
     """
 
     fmt: ClassVar[str] = ""
+    rate_range: ClassVar[str] = "message size in bytes (a promise: at most), 32 .. 2^26"
     default_rates = (240.0, 360.0, 540.0, 800.0, 1200.0, 1800.0)
 
     def __init__(self, scale: str | int | float = 1, min_side: int = 8) -> None:
@@ -194,28 +195,35 @@ class PillowCodecScheme(Scheme):
 
 @register_scheme("jpeg")
 class JpegScheme(PillowCodecScheme):
+    """JPEG (baseline, 4:2:0, optimised Huffman tables) at a matched byte budget."""
+
     name = "jpeg"
     fmt = "jpeg"
 
 
 @register_scheme("webp")
 class WebpScheme(PillowCodecScheme):
+    """Lossy WebP (method 6) at a matched byte budget."""
+
     name = "webp"
     fmt = "webp"
 
 
 @register_scheme("avif")
 class AvifScheme(PillowCodecScheme):
+    """AVIF (libavif/aom, speed 6) at a matched byte budget."""
+
     name = "avif"
     fmt = "avif"
 
 
 @register_scheme("raw")
 class RawScheme(Scheme):
-    """Uncompressed 8-bit RGB pixels (the upper anchor). ``rate`` is ignored."""
+    """Uncompressed 8-bit RGB pixels (the upper anchor: 24 bits per pixel)."""
 
     name = "raw"
     rate_unit = "bpp"
+    rate_range = "24 bits per pixel only (the 8-bit RGB pixels as they are)"
     default_rates = (24.0,)
 
     def validate_rate(self, rate: float) -> float:

@@ -153,6 +153,7 @@ class PatchScheme(Scheme):
     name: ClassVar[str] = "patch"
     task: ClassVar[str] = "reconstruct"
     rate_unit: ClassVar[str] = "fraction of patches"
+    rate_range: ClassVar[str] = "fraction of the patches sent, in (0, 1]"
     default_rates: ClassVar[tuple[float, ...]] = (0.25, 0.5, 0.75, 1.0)
 
     def unavailable_reason(self) -> str | None:
@@ -597,6 +598,7 @@ class _FixedSelection(PatchScheme):
     """A registered variant: the selection mode is part of the name."""
 
     selection_mode: ClassVar[str] = ""
+    fixed_options: ClassVar[tuple[str, ...]] = ("selection",)
 
     def __init__(self, **kwargs: Any) -> None:
         selection = kwargs.pop("selection", self.selection_mode)

@@ -1,8 +1,8 @@
-"""``python -m semcom.train`` / ``semcom.train.main(argv)``: train a task model.
+"""``semcom train`` (also ``python -m semcom.train``, ``semcom.train.main(argv)``): train a model.
 
 Example (the zoo's classifier)::
 
-    python -m semcom.train --model shape-classifier --steps 1500 --batch-size 64 \
+    semcom train --model shape-classifier --steps 1500 --batch-size 64 \
         --lr 3e-3 --seed 0 --out runs/shape-classifier
 
 The attention-guided patch-transmission recipes (``semcom.train.patch``) run the same
@@ -27,22 +27,58 @@ from semcom.train.sources import DATASETS
 __all__ = ["build_parser", "main"]
 
 
+def _error_line(text: object) -> str:
+    return f"semcom: error: {' '.join(str(text).split())}\n"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (``error: ...`` on stderr, exit code 2)."""
+    """argparse with a one-line error (``semcom: error: ...`` on stderr, exit code 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {' '.join(message.split())}\n")
+        self.exit(2, _error_line(message))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m semcom.train`` (``--help`` shows every default)."""
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every default shown, except for required options (which have none); lines never
+    broken inside a hyphenated name (model names such as deit-tiny-patch16-224)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def trainable_models() -> list[str]:
+    """Every name ``--model`` takes: the registered models and the patch recipes."""
+    from semcom.models.registry import list_models
+    from semcom.train.patch import PATCH_MODELS
+
+    return sorted(set(list_models()) | set(PATCH_MODELS))
+
+
+def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParser:
+    """The argument parser of ``semcom train`` (``--help`` shows every default)."""
     p = _Parser(
-        prog="python -m semcom.train",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog,
+        description="Train a model: a task model (classifier, segmenter, ViT) on the "
+        "synthetic world or a real dataset, or a patch-transmission recipe; resumable "
+        "from --out, seeded, DDP under torchrun. Prints the final metrics as one JSON line.",
+        formatter_class=_Formatter,
     )
-    p.add_argument("--model", required=True, help="registered model name, e.g. shape-classifier")
-    p.add_argument("--out", required=True, help="output directory (checkpoints, metrics.json)")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME",
+        help=f"what to train (required), one of: {', '.join(trainable_models())}",
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder: checkpoints, metrics.json (required)"
+    )
     p.add_argument("--steps", type=int, default=2000, help="total optimizer steps")
     p.add_argument("--batch-size", type=int, default=64, help="global batch size")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
@@ -96,20 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m semcom.train") -> int:
     """Parse ``argv``, train, print metrics JSON; returns the exit status (2 on bad input)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         model_kw = json.loads(args.model_kw)
         if not isinstance(model_kw, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:
-        print(f"error: --model-kw: {exc}", file=sys.stderr)
+        sys.stderr.write(_error_line(f"--model-kw: {exc}"))
+        return 2
+    known = trainable_models()
+    if args.model not in known:
+        sys.stderr.write(
+            _error_line(f"unknown model {args.model!r}; --model takes {', '.join(known)}")
+        )
         return 2
     try:
         return _report(_train(args, model_kw))
     except SemcomError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(_error_line(exc))
         return 2
 
 
