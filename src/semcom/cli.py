@@ -246,8 +246,37 @@ def receive(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
+    typer.echo(_describe_result(result))
+
+
+def _describe_result(result: dict) -> str:
+    """The receiver's result as lines of prose (``--json`` gives the same as data)."""
+
+    def judge(info: dict) -> str:
+        return f"judge {info['name']} ({info['source']}), trained on {info['trained on']}"
+
+    lines = []
     for key, value in result.items():
-        typer.echo(f"{key}: {value}")
+        if key in ("classifier", "segmenter", "confidence"):
+            continue
+        if key == "class":
+            conf = result.get("confidence")
+            lines.append(f"class: {value} (confidence {conf:.3f})")
+            if "classifier" in result:
+                lines.append(f"  {judge(result['classifier'])}")
+        elif key == "domain":
+            lines.append(
+                f"domain: {value['verdict']} (distance {value['distance']:.3f}, "
+                f"threshold {value['threshold']:.3f})"
+            )
+        elif key.startswith("segmentation") and isinstance(value, dict):
+            parts = ", ".join(f"{k} {v:.1%}" for k, v in value.items()) or "background only"
+            lines.append(f"segmentation (share of pixels): {parts}")
+            if "segmenter" in result:
+                lines.append(f"  {judge(result['segmenter'])}")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
 
 
 @app.command(short_help="Show a message's container, field by field.")

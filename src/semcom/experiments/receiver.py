@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from semcom.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -22,35 +22,80 @@ def read_message(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@torch.no_grad()
+def _judge_info(name: str) -> dict[str, str]:
+    from semcom.models.zoo import zoo_entry
+
+    entry = zoo_entry(name)
+    return {"name": name, "source": "zoo", "trained on": entry.get("domain", "not recorded")}
+
+
+def _domain_check(model: Any, x: torch.Tensor) -> dict[str, Any] | None:
+    """The zoo judge's domain check on float ``(1, 3, H, W)``, or None if it has none."""
+    from semcom.models.domain import load_domain_check
+    from semcom.models.zoo import file_sha256, zoo_dir, zoo_entry
+
+    info = zoo_entry(model.zoo_name).get("domain_check")
+    if not info:
+        return None
+    path = zoo_dir() / info["file"]
+    if not path.is_file() or file_sha256(path) != info["sha256"]:
+        return None
+    ((distance, inside),) = load_domain_check(path).check(model, x)
+    threshold = float(info["threshold"])
+    out: dict[str, Any] = {
+        "distance": round(distance, 3),
+        "threshold": threshold,
+        "in_domain": inside,
+    }
+    out["verdict"] = (
+        "inside the judge's training domain"
+        if inside
+        else "FAR FROM the judge's training domain: its answers say little about this image"
+    )
+    return out
+
+
 def describe_task(x_hat: torch.Tensor, model_size: int = 64) -> dict[str, Any]:
-    """Run the zoo's judges on ``x_hat`` uint8 ``(3, H, W)``.
+    """Run the zoo's judges on ``x_hat`` uint8 ``(3, H, W)``; every answer names its judge
+    and the data it was trained on, and the classifier's domain check says whether the
+    image is like that data (:mod:`semcom.models.domain`).
 
     The judges were trained on ``model_size`` x ``model_size`` images: other sizes are
     resized (bilinear) before classification/segmentation.
     """
+    import torch
+    import torch.nn.functional as F
+
     from semcom.data import to_float
     from semcom.data.synthetic import CLASS_NAMES
     from semcom.models.zoo import list_zoo, load_pretrained
 
     x = to_float(x_hat[None])
+    out: dict[str, Any] = {}
     if x.shape[-2:] != (model_size, model_size):
+        out["judged at"] = f"{model_size}x{model_size} (resized from {x.shape[-1]}x{x.shape[-2]})"
         x = F.interpolate(x, size=(model_size, model_size), mode="bilinear", align_corners=False)
     zoo = set(list_zoo())
-    out: dict[str, Any] = {}
-    if "shape-classifier" in zoo:
-        probs = load_pretrained("shape-classifier").eval()(x).softmax(1)[0]
-        top = int(probs.argmax())
-        out["class"] = CLASS_NAMES[top]
-        out["confidence"] = round(float(probs[top]), 4)
-    if "shape-segmenter" in zoo:
-        seg = load_pretrained("shape-segmenter").eval()(x).argmax(1)[0]
-        counts = torch.bincount(seg.flatten(), minlength=len(CLASS_NAMES) + 1)
-        out["segmentation (fraction of pixels)"] = {
-            CLASS_NAMES[c - 1]: round(float(counts[c]) / seg.numel(), 4)
-            for c in range(1, len(counts))
-            if counts[c] > 0
-        }
+    with torch.no_grad():
+        if "shape-classifier" in zoo:
+            clf = load_pretrained("shape-classifier").eval()
+            probs = clf(x).softmax(1)[0]
+            top = int(probs.argmax())
+            out["class"] = CLASS_NAMES[top]
+            out["confidence"] = round(float(probs[top]), 4)
+            out["classifier"] = _judge_info("shape-classifier")
+            check = _domain_check(clf, x)
+            if check is not None:
+                out["domain"] = check
+        if "shape-segmenter" in zoo:
+            seg = load_pretrained("shape-segmenter").eval()(x).argmax(1)[0]
+            counts = torch.bincount(seg.flatten(), minlength=len(CLASS_NAMES) + 1)
+            out["segmentation (fraction of pixels)"] = {
+                CLASS_NAMES[c - 1]: round(float(counts[c]) / seg.numel(), 4)
+                for c in range(1, len(counts))
+                if counts[c] > 0
+            }
+            out["segmenter"] = _judge_info("shape-segmenter")
     return out
 
 

@@ -50,7 +50,7 @@ def _qualname(obj: object) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-_INFRA = {"registry", "checkpoint", "zoo"}
+_INFRA = {"registry", "checkpoint", "zoo", "fingerprint", "domain"}
 _discovered = False
 
 
