@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import statistics
 import time
 
 import numpy as np
@@ -31,17 +32,17 @@ SIONNA = ["awgn:snr_db=10,qam=16", "rayleigh:snr_db=10,qam=64"]
 SIONNA_LDPC = ["awgn:ebno_db=2,qam=4,ldpc=0.5", "rayleigh:snr_db=12,qam=16,ldpc=0.5"]
 
 
-def bench(spec: str, size: int, repeat: int = 3) -> tuple[float, dict]:
-    """Best-of-``repeat`` seconds for one ``size``-byte message."""
+def bench(spec: str, size: int, repeat: int = 5) -> tuple[float, dict]:
+    """Median seconds over ``repeat`` runs for one ``size``-byte message."""
     data = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
     ch = create_channel(spec)
-    best, info = float("inf"), {}
+    times, info = [], {}
     for _ in range(repeat):
         t0 = time.perf_counter()
         rx = ch(data)
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         info = rx.info
-    return best, info
+    return statistics.median(times), info
 
 
 def main() -> None:
@@ -61,7 +62,7 @@ def main() -> None:
             rows += [(spec, 10_000) for spec in SIONNA_LDPC]
     print(f"{'channel':45s} {'bytes':>9s} {'seconds':>9s} {'MB/s':>8s}  ber")
     for spec, size in rows:
-        sec, info = bench(spec, size, repeat=1 if "ldpc" in spec else 3)
+        sec, info = bench(spec, size, repeat=1 if "ldpc" in spec else 5)
         ber = info.get("ber", "")
         print(f"{spec:45s} {size:9d} {sec:9.4f} {size / sec / 1e6:8.2f}  {ber}")
 
