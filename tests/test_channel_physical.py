@@ -16,7 +16,11 @@ from semcom.channel.qam import QAM, pam_levels
 from semcom.errors import InputError
 
 HAS_SIONNA = importlib.util.find_spec("sionna") is not None
-needs_sionna = pytest.mark.skipif(not HAS_SIONNA, reason="sionna-no-rt not installed")
+#: Sionna is the optional ``[phy]`` extra (a large TensorFlow stack); the torch backend is
+#: tested everywhere, the Sionna one where the extra is installed.
+needs_sionna = pytest.mark.skipif(
+    not HAS_SIONNA, reason="optional extra semcom[phy] (sionna-no-rt) not installed"
+)
 BACKENDS = ["torch", pytest.param("sionna", marks=needs_sionna)]
 
 

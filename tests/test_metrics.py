@@ -538,14 +538,54 @@ def test_pchip_interpolates_is_monotone_and_reproduces_lines():
     assert pchip_integral(x, y, 0.3, 4.2) == pytest.approx(quad, rel=1e-8)
 
 
-def test_pchip_matches_scipy_if_installed():
-    interp = pytest.importorskip("scipy.interpolate")
-    rng = np.random.default_rng(7)
-    for n in (2, 3, 4, 7):
-        x = np.cumsum(rng.uniform(0.2, 2.0, n))
-        y = rng.normal(size=n).cumsum()
-        ref = interp.PchipInterpolator(x, y)
-        t = np.linspace(x[0], x[-1], 97)
-        assert np.allclose(pchip_eval(x, y, t), ref(t), atol=1e-12)
-        a, b = x[0] + 0.1 * (x[-1] - x[0]), x[-1] - 0.2 * (x[-1] - x[0])
-        assert pchip_integral(x, y, a, b) == pytest.approx(ref.integrate(a, b), abs=1e-12)
+#: ``scipy.interpolate.PchipInterpolator`` (scipy 1.17.1) on these knots, recorded here so
+#: that the comparison always runs: scipy is no dependency of semcom (only the optional
+#: ``[phy]`` extra brings it in). Per case: knots ``x``, ``y``; scipy's knot slopes; its
+#: values at ``t = x_0 + L * (0.15, 0.4, 0.65, 0.9)``, ``L = x_{n-1} - x_0``; its integral
+#: over ``[x_0 + 0.1 L, x_{n-1} - 0.2 L]``.
+SCIPY_PCHIP = [
+    # two knots: the straight line
+    ([0.5, 2.0], [1.0, -2.0], [-2.0, -2.0], [0.55, -0.2, -0.95, -1.7], -0.3675),
+    # the secants change sign at the middle knot: slope 0 there
+    (
+        [0.0, 1.0, 3.0],
+        [0.0, 2.0, 1.0],
+        [17 / 6, 0.0, -1.5],
+        [1.2361874999999998, 1.9989999999999999, 1.8928281249999999, 1.385875],
+        3.787923611111111,
+    ),
+    # both three-point end slopes overshoot: limited to 3 x the end secant
+    (
+        [0.0, 1.0, 2.0, 3.5],
+        [0.0, 1.0, -9.0, -8.0],
+        [3.0, 0.0, 0.0, 2.0],
+        [0.8928281250000002, -2.5200000000000022, -8.993837962962964, -8.54937037037037],
+        -10.564285821759258,
+    ),
+    # both three-point end slopes have the wrong sign: 0; uneven spacing inside
+    (
+        [0.0, 1.0, 2.0, 2.5],
+        [0.0, 1.0, 11.0, 12.0],
+        [0.0, 20 / 11, 90 / 29, 0.0],
+        [0.15660511363636362, 1.0, 7.5411319553291545, 11.693965517241379],
+        6.235401564132708,
+    ),
+    (
+        [0.0, 0.3, 1.1, 1.5, 2.9, 3.0, 4.2],
+        [0.0, 0.4, 0.4, -0.7, 1.3, 2.0, 1.9],
+        [56 / 33, 0.0, 0.0, 0.0, 525 / 179, 0.0, -0.25],
+        [0.4, -0.6684678241607895, 0.8338265977979393, 1.9725375],
+        1.0401508547486042,
+    ),
+]
+
+
+@pytest.mark.parametrize(("x", "y", "slopes", "values", "integral"), SCIPY_PCHIP)
+def test_pchip_matches_scipy(x, y, slopes, values, integral):
+    x, y = np.array(x), np.array(y)
+    span = x[-1] - x[0]
+    assert np.allclose(pchip_slopes(x, y), slopes, rtol=0, atol=1e-12)
+    t = x[0] + span * np.array([0.15, 0.4, 0.65, 0.9])
+    assert np.allclose(pchip_eval(x, y, t), values, rtol=0, atol=1e-12)
+    a, b = x[0] + 0.1 * span, x[-1] - 0.2 * span
+    assert pchip_integral(x, y, a, b) == pytest.approx(integral, abs=1e-12)

@@ -6,15 +6,16 @@ import csv
 import json
 import math
 import re
-import sys
-import types
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from rich.console import Console
 
+import semcom.metrics
 from semcom.errors import InputError
 from semcom.experiments.records import PointRecord, higher_is_better, to_json_safe
 from semcom.experiments.report import (
@@ -88,7 +89,7 @@ def make_records() -> list[PointRecord]:
 
 @pytest.fixture
 def fake_bd_rate(monkeypatch):
-    """Replace semcom.metrics.bd_rate (or the whole module, if absent) with a recorder."""
+    """Replace semcom.metrics.bd_rate with a recorder."""
     calls: list[tuple] = []
     behaviour: dict = {"result": -10.0}
 
@@ -99,14 +100,7 @@ def fake_bd_rate(monkeypatch):
             raise result
         return result
 
-    try:
-        import semcom.metrics
-    except ImportError:
-        module = types.ModuleType("semcom.metrics")
-        monkeypatch.setitem(sys.modules, "semcom.metrics", module)
-    else:
-        module = semcom.metrics
-    monkeypatch.setattr(module, "bd_rate", bd_rate, raising=False)
+    monkeypatch.setattr(semcom.metrics, "bd_rate", bd_rate)
     return calls, behaviour
 
 
@@ -172,8 +166,6 @@ def test_from_dict_rejects_missing_field_and_non_object():
 
 
 def test_numpy_and_torch_scalars_become_plain(tmp_path):
-    np = pytest.importorskip("numpy")
-    torch = pytest.importorskip("torch")
     rec = make_record(
         "jpeg",
         400,
@@ -357,9 +349,6 @@ def test_bd_rate_table_too_few_points_and_bad_args(fake_bd_rate):
 
 
 def test_bd_rate_table_with_real_metric():
-    metrics = pytest.importorskip("semcom.metrics")
-    if not hasattr(metrics, "bd_rate"):
-        pytest.skip("semcom.metrics.bd_rate not written yet")
     records = [
         make_record(s, r, "ideal", mean_bytes=float(r) * mult)
         for s, mult in (("anchor", 1.0), ("half", 0.5))
@@ -581,7 +570,6 @@ def _dominating_records() -> list[PointRecord]:
 
 
 def test_dominates_is_said_the_same_way_everywhere(tmp_path):
-    pytest.importorskip("semcom.metrics")
     from semcom.experiments.report import best_vs_best
 
     records = _dominating_records()
@@ -603,7 +591,6 @@ def test_dominates_is_said_the_same_way_everywhere(tmp_path):
 
 
 def test_no_bd_rate_reasons_are_rounded_and_reworded():
-    pytest.importorskip("semcom.metrics")
     # ranges do not overlap and neither curve is better everywhere: n/a, in our words
     records = [
         make_record("jpeg", b, "ideal", mean_bytes=float(b), metrics={"accuracy": a})
@@ -711,7 +698,7 @@ def test_plot_ranges_with_only_a_reference_scheme():
 # --------------------------------------------------------------------------- samples.png
 
 
-def _fake_rows(torch, k=3):
+def _fake_rows(k=3):
     from semcom.experiments.samples import _row_label
 
     img = torch.zeros(3, 16, 16, dtype=torch.uint8)
@@ -724,12 +711,11 @@ def _fake_rows(torch, k=3):
 
 
 def test_samples_labels_sit_on_their_own_images():
-    torch = pytest.importorskip("torch")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from semcom.experiments.samples import draw_reconstructions
 
-    rows = _fake_rows(torch)
+    rows = _fake_rows()
     fig = draw_reconstructions(rows)
     FigureCanvasAgg(fig).draw()
     renderer = fig.canvas.get_renderer()
@@ -754,7 +740,6 @@ def test_samples_labels_sit_on_their_own_images():
 
 
 def test_reconstruction_rows_follow_scheme_order(tmp_path):
-    pytest.importorskip("torch")
     from semcom.experiments.samples import reconstruction_figure, reconstruction_rows
     from semcom.experiments.sweep import synthetic_evalset
 

@@ -238,10 +238,6 @@ def test_attention_figure_writes_png(tmp_path: Path) -> None:
 
     from semcom.experiments.samples import attention_figure
     from semcom.experiments.sweep import synthetic_evalset
-    from semcom.models.zoo import list_zoo
-
-    if not {"vit-synth", "patch-decoder-synth"} <= set(list_zoo()):
-        pytest.skip("zoo weights for the patch schemes are missing")
     images = synthetic_evalset(2).images
     path = attention_figure(images, tmp_path / "att.png", rate=0.25)
     with Image.open(path) as im:

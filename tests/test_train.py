@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from semcom.errors import InputError
+from semcom.errors import BitstreamError, InputError
 from semcom.models import load_checkpoint
 from semcom.train import (
     DatasetSource,
@@ -105,6 +105,40 @@ def test_resume_refuses_changed_settings(tmp_path: Path) -> None:
         train_task_model("shape-segmenter", tmp_path, steps=4, **kw)
     res = train_task_model("shape-classifier", tmp_path, steps=3, resume=False, lr=1e-4, **kw)
     assert res.resumed_from == 0
+
+
+def test_resume_reads_its_files_as_untrusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``last_state.pt`` goes through ``load_torch_file`` (torch's zip format only) and
+    ``last.safetensors`` is checked against the model from its header, before a tensor
+    is read."""
+    import semcom.models.checkpoint as ck
+
+    ds = _toy_classification()
+    kw = dict(batch_size=8, data=ds, model_kw=TINY, eval_n=0, quiet=True)
+    train_task_model("shape-classifier", tmp_path, steps=4, stop_after=2, **kw)
+    w_path, s_path = tmp_path / "last.safetensors", tmp_path / "last_state.pt"
+    good_w, good_s = w_path.read_bytes(), s_path.read_bytes()
+    # the legacy (non-zip) torch format: torch.load(weights_only=True) would read it
+    state = torch.load(s_path, map_location="cpu", weights_only=True)
+    torch.save(state, s_path, _use_new_zipfile_serialization=False)
+    with pytest.raises(BitstreamError, match="not a torch zip file"):
+        train_task_model("shape-classifier", tmp_path, steps=4, **kw)
+    s_path.write_bytes(good_s)
+    # weights of the wrong shape under the right metadata: refused from the header
+    tensors, meta = ck.read_safetensors(good_w)
+    tensors["head.fc.weight"] = torch.zeros(1000, *tensors["head.fc.weight"].shape[1:])
+    w_path.write_bytes(ck.serialize_safetensors(tensors, meta))
+    reads: list[str] = []
+    real = ck.read_safetensors
+    monkeypatch.setattr(ck, "read_safetensors", lambda *a, **k: reads.append("x") or real(*a, **k))
+    with pytest.raises(BitstreamError, match="'head.fc.weight' has shape"):
+        train_task_model("shape-classifier", tmp_path, steps=4, **kw)
+    assert reads == []
+    w_path.write_bytes(good_w)
+    res = train_task_model("shape-classifier", tmp_path, steps=4, **kw)
+    assert res.resumed_from == 2 and res.step == 4 and reads  # good files still resume
 
 
 def test_segmenter_trains_on_dataset(tmp_path: Path) -> None:

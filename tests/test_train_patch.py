@@ -26,8 +26,6 @@ SIZE = 32
 VIT_KW = {"img_size": SIZE, "embed_dim": 32, "depth": 1, "num_heads": 2}
 DEC_KW = {"widths": [8, 8, 16], "bottleneck_dilations": [1, 2]}
 CLF_KW = {"num_classes": 3, "widths": [8, 8, 16, 16]}
-HAS_SYNTHETIC = hasattr(semcom.data, "SyntheticWorld")
-needs_synthetic = pytest.mark.skipif(not HAS_SYNTHETIC, reason="semcom.data is not importable")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -228,7 +226,6 @@ def test_finetune_classifier_starts_from_given_weights(
 # --------------------------------------------------------------------------- synthetic / CLI
 
 
-@needs_synthetic
 def test_vit_synthetic_attention_guidance(tmp_path: Path) -> None:
     res = train_patch_model(
         "vit-synth",
@@ -250,7 +247,6 @@ def test_vit_synthetic_attention_guidance(tmp_path: Path) -> None:
     assert m["cover_attn_r0.25"] > m["cover_rand_r0.25"] + 0.1
 
 
-@needs_synthetic
 def test_cli_runs_decoder_recipe(
     tmp_path: Path, frozen: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -300,9 +296,6 @@ def _write_tiny_imagenet(root: Path, wnids: list[str], per_class: int = 4) -> Pa
     return base
 
 
-@pytest.mark.skipif(
-    not hasattr(semcom.data, "load_dataset"), reason="semcom.data.load_dataset unavailable"
-)
 def test_tiny_imagenet_code_path(tmp_path: Path, frozen: dict[str, str]) -> None:
     base = _write_tiny_imagenet(tmp_path, ["n001", "n002", "n003"])
     ds = semcom.data.load_dataset("tiny-imagenet", root=base, split="train", size=64)

@@ -352,7 +352,8 @@ def test_synth_architectures_build_and_run():
         out = m(torch.rand(2, 3, 64, 64), return_attention="mean")
         assert out["logits"].shape == (2, 7) and out["attention"].shape == (2, 64)
     assert VIT_ARCHS["vit-edge-synth"]["embed_dim"] < VIT_ARCHS["vit-tiny-synth"]["embed_dim"]
-    shapes = pytest.importorskip("semcom.data.shapes")
+    import semcom.data.shapes as shapes
+
     with torch.device("meta"):
         assert create_vit("vit-edge-synth").num_classes == len(shapes.CLASS_NAMES)
     with pytest.raises(InputError):
@@ -362,7 +363,7 @@ def test_synth_architectures_build_and_run():
 
 
 def test_registry_integration():
-    registry = pytest.importorskip("semcom.models.registry")
+    import semcom.models.registry as registry
     import semcom.models.vit  # noqa: F401  (registers on import)
 
     m = registry.create_model("vit-edge-synth", num_classes=4)
@@ -472,7 +473,9 @@ def _import_timm():
     try:
         import timm
     except Exception as e:  # noqa: BLE001 - timm needs torchvision, broken/absent here
-        pytest.skip(f"timm not importable: {type(e).__name__}: {e}")
+        # justified: timm is an optional extra that imports torchvision, which has no
+        # working build beside this CPU torch; the equivalence test runs where it has one
+        pytest.skip(f"optional extra timm not importable: {type(e).__name__}: {e}")
     return timm
 
 

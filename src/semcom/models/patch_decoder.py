@@ -55,15 +55,62 @@ architecture trained on the synthetic world with random keep rates ``r`` in
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semcom.errors import InputError
-from semcom.models._common import ConvNormAct, check_widths, make_norm
+from semcom.models._common import ConvNormAct, make_norm
 from semcom.models.registry import register_model
 
-__all__ = ["PatchDecoder", "keep_mask_to_pixels"]
+__all__ = [
+    "MAX_BOTTLENECK",
+    "MAX_DILATION",
+    "MAX_PATCH_SIZE",
+    "MAX_WIDTH",
+    "PatchDecoder",
+    "keep_mask_to_pixels",
+]
+
+#: Bounds on the constructor's config (a checkpoint's config is untrusted input). The
+#: widths and the number of bottleneck layers are also checked by the file's tensor
+#: shapes and keys; the dilations and ``patch_size`` are not (no tensor depends on them),
+#: yet a dilation is the zero padding of its conv at receive time: an unbounded one
+#: would allocate ``(H/4 + 2 d)^2`` activations per channel.
+MAX_DILATION = 64
+MAX_BOTTLENECK = 32
+MAX_PATCH_SIZE = 64
+MAX_WIDTH = 65536
+
+
+def _bounded_ints(
+    name: str, values: object, lo: int, hi: int, count: int | None = None, scalar: bool = False
+) -> tuple[int, ...]:
+    """``values`` as a tuple of ints in ``[lo, hi]`` (exactly ``count`` of them when given);
+    ``InputError`` naming the offending value otherwise."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise InputError(f"patch-decoder {name} must be a list of ints, got {values!r}")
+    if count is not None and len(values) != count:
+        raise InputError(f"patch-decoder {name} must be {count} ints, got {values!r}")
+    if not values:
+        raise InputError(f"patch-decoder {name} must not be empty")
+    out = []
+    for i, v in enumerate(values):
+        where = name if scalar else f"{name}[{i}]"
+        try:
+            if isinstance(v, bool):
+                raise TypeError
+            k = operator.index(v)  # ints (also numpy's), not floats or strings
+        except TypeError:
+            raise InputError(
+                f"patch-decoder {where} must be an int in {lo}..{hi}, got {v!r}"
+            ) from None
+        if not lo <= k <= hi:
+            raise InputError(f"patch-decoder {where} = {k} is out of range {lo}..{hi}")
+        out.append(k)
+    return tuple(out)
 
 
 def keep_mask_to_pixels(keep: Tensor, size: tuple[int, int], patch_size: int) -> Tensor:
@@ -139,11 +186,15 @@ class PatchDecoder(nn.Module):
     """Convolutional decoder: sparse patches + mask -> full image; see the module docstring.
 
     Args:
-        widths: channels at full, 1/2 and 1/4 resolution (3 ints).
-        bottleneck_dilations: dilation of each residual conv at 1/4 resolution.
+        widths: channels at full, 1/2 and 1/4 resolution (3 ints in ``1..MAX_WIDTH``).
+        bottleneck_dilations: dilation of each residual conv at 1/4 resolution (1 to
+            ``MAX_BOTTLENECK`` ints in ``1..MAX_DILATION``).
         norm: ``"batch"`` (default), ``"group"`` or ``"none"``.
-        patch_size: the transmitter's patch side in pixels (used by :meth:`pixel_mask`;
-            the network itself works for any mask).
+        patch_size: the transmitter's patch side in pixels, ``1..MAX_PATCH_SIZE`` (used
+            by :meth:`pixel_mask`; the network itself works for any mask).
+
+    Raises:
+        InputError: a config value out of these bounds (named in the message).
     """
 
     task = "reconstruct"
@@ -156,11 +207,15 @@ class PatchDecoder(nn.Module):
         patch_size: int = 8,
     ) -> None:
         super().__init__()
-        widths = check_widths(widths, 3)
-        dil = check_widths(bottleneck_dilations)
+        widths = _bounded_ints("widths", widths, 1, MAX_WIDTH, count=3)
+        dil = _bounded_ints("bottleneck_dilations", bottleneck_dilations, 1, MAX_DILATION)
+        if len(dil) > MAX_BOTTLENECK:
+            raise InputError(
+                f"patch-decoder bottleneck_dilations has {len(dil)} entries, "
+                f"at most {MAX_BOTTLENECK} are allowed"
+            )
         make_norm(norm, 1)  # validates the name
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-            raise InputError(f"patch_size must be a positive int, got {patch_size!r}")
+        (patch_size,) = _bounded_ints("patch_size", [patch_size], 1, MAX_PATCH_SIZE, scalar=True)
         self.patch_size = patch_size
         self.config: dict = {
             "widths": list(widths),

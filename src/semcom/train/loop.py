@@ -38,6 +38,7 @@ from semcom.errors import InputError
 from semcom.models.checkpoint import (
     _atomic_write,
     load_state_dict_file,
+    load_torch_file,
     save_checkpoint,
     state_dict_into,
 )
@@ -509,29 +510,44 @@ def _save_state(model, opt, sched, step: int, args: dict, w_path: Path, s_path: 
 
 
 def _resume(model, opt, sched, w_path: Path, s_path: Path, args: dict) -> int:
-    """Load ``last.*`` into model/optimizer/scheduler; returns the step to continue from."""
+    """Load ``last.*`` into model/optimizer/scheduler; returns the step to continue from.
+
+    Both files are read as untrusted input: the training state with
+    :func:`~semcom.models.checkpoint.load_torch_file` (bounded size, torch's zip format
+    only, ``weights_only``), the weights with ``load_state_dict_file(like=model)``, which
+    checks keys, shapes and dtypes against ``model`` from the safetensors header before
+    a tensor is read. The saved settings are compared first, so a run with another model
+    or ``model_kw`` is told so (``InputError``) rather than shown a shape mismatch.
+    """
     from semcom.errors import BitstreamError
 
-    sd, meta = load_state_dict_file(w_path)
+    state = load_torch_file(s_path)
+    try:
+        step = int(state["step"])
+        saved_args = json.loads(state["args"])
+        if not isinstance(saved_args, dict):
+            raise TypeError(f"args is {type(saved_args).__name__}, not a dict")
+    except Exception as exc:
+        raise BitstreamError(f"{s_path}: unreadable training state: {exc}") from None
+    if saved_args.get("model") != args["model"]:
+        raise InputError(
+            f"{s_path} holds a run of model {saved_args.get('model')!r}, not "
+            f"{args['model']!r}; use another out_dir or resume=False"
+        )
+    differ = sorted(k for k in args if k != "data" and saved_args.get(k) != args[k])
+    if differ:
+        raise InputError(f"cannot resume from {s_path}: settings changed: {differ}")
+    sd, meta = load_state_dict_file(w_path, like=model)
     if meta.get("model") != args["model"]:
         raise InputError(
             f"{w_path} holds model {meta.get('model')!r}, not {args['model']!r}; "
             "use another out_dir or resume=False"
         )
-    try:
-        state = torch.load(s_path, map_location="cpu", weights_only=True)
-        step = int(state["step"])
-        saved_args = json.loads(state["args"])
-    except Exception as exc:
-        raise BitstreamError(f"{s_path}: unreadable training state: {exc}") from None
     if str(step) != meta.get("step"):
         raise InputError(
             f"{w_path} (step {meta.get('step')}) and {s_path} (step {step}) disagree; "
             "use resume=False"
         )
-    differ = sorted(k for k in args if k != "data" and saved_args.get(k) != args[k])
-    if differ:
-        raise InputError(f"cannot resume from {s_path}: settings changed: {differ}")
     state_dict_into(model, sd, str(w_path))
     try:
         opt.load_state_dict(state["optimizer"])
