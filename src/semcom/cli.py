@@ -6,8 +6,10 @@ range, corrupted message) as one line on stderr and exit code 2, never a traceba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +59,26 @@ app = typer.Typer(
 )
 
 DEFAULT_DEMO_CHANNELS = "ideal,bsc:1e-4,erasure:0.05:128"
+
+
+@contextlib.contextmanager
+def _one_image_threads() -> Iterator[None]:
+    """One torch thread while a one-image command (send, receive) runs: 64x64 models gain
+    nothing from more, and on a busy machine OpenMP spin-waiting costs ~1 s. An explicit
+    OMP_NUM_THREADS is respected; the previous setting is restored afterwards."""
+    import os
+
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _split(csv: str) -> list[str]:
@@ -161,14 +183,15 @@ def send(
 
     if fit not in ("fit", "crop", "stretch"):
         raise InputError(f"--fit must be fit, crop or stretch, got {fit!r}")
-    sch = create_scheme(scheme)
-    if rate is None:
-        rate = sch.default_rates[len(sch.default_rates) // 2]
-    rate = sch.validate_rate(rate)
-    if not image.is_dir():
-        _send_one(sch, scheme, rate, image, output or Path("msg.smc"), resize, fit)
-        return
-    _send_folder(sch, scheme, rate, image, output, resize, fit, progress)
+    with _one_image_threads():
+        sch = create_scheme(scheme)
+        if rate is None:
+            rate = sch.default_rates[len(sch.default_rates) // 2]
+        rate = sch.validate_rate(rate)
+        if not image.is_dir():
+            _send_one(sch, scheme, rate, image, output or Path("msg.smc"), resize, fit)
+            return
+        _send_folder(sch, scheme, rate, image, output, resize, fit, progress)
 
 
 def _send_one(sch, spec: str, rate: float, image: Path, output: Path, resize: bool, fit: str):
@@ -242,7 +265,8 @@ def receive(
     """Receiver: decode a message and print the task result (class, segmentation summary)."""
     from semcom.experiments.receiver import receive_file
 
-    result = receive_file(message, output, scheme)
+    with _one_image_threads():
+        result = receive_file(message, output, scheme)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -19,14 +19,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from semcom.channel.base import Channel
-from semcom.channel.bsc import BinarySymmetricChannel
-from semcom.channel.budget import ByteBudgetChannel
-from semcom.channel.erasure import PacketErasureChannel
-from semcom.channel.ideal import IdealChannel
 from semcom.errors import InputError
+
+if TYPE_CHECKING:
+    from semcom.channel.base import Channel
 
 __all__ = ["CHANNEL_KINDS", "EXAMPLES", "create_channel", "help_text", "parse_spec",
            "split_channel_list"]  # fmt: skip
@@ -201,6 +199,13 @@ def create_channel(spec: str | Mapping[str, Any], seed: int | None = None) -> Ch
     else:
         kind, params = parse_spec(spec)
     seed = 0 if seed is None else seed
+
+    # the channel classes (numpy) are imported here, so that parsing specs and
+    # `semcom channels` (help_text) stay light
+    from semcom.channel.bsc import BinarySymmetricChannel
+    from semcom.channel.budget import ByteBudgetChannel
+    from semcom.channel.erasure import PacketErasureChannel
+    from semcom.channel.ideal import IdealChannel
 
     if kind == "ideal":
         return IdealChannel(seed=seed)

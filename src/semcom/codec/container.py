@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from semcom.codec.varint import (
     I64_MIN,
@@ -320,11 +319,25 @@ def _kind(value: object) -> str:
 # --------------------------------------------------------------------------- packing
 
 
+_NO_NUMPY: tuple[tuple[type, ...], ...] = ((), (), (), ())
+
+
+def _numpy_types() -> tuple[tuple[type, ...], ...]:
+    """numpy's ``(bool_,)``, ``(integer,)``, ``(floating,)``, ``(ndarray,)`` -- or four
+    empty tuples when numpy is not loaded: no numpy value can exist before numpy is
+    imported, so the container (and ``semcom inspect``) need not import it."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return _NO_NUMPY
+    return (np.bool_,), (np.integer,), (np.floating,), (np.ndarray,)
+
+
 def _encode_field(key: str, value: object) -> tuple[str, bytes]:
     """Type tag and encoded value of one header field."""
-    if isinstance(value, (bool, np.bool_)):
+    np_bool, np_integer, np_floating, np_ndarray = _numpy_types()
+    if isinstance(value, (bool, *np_bool)):
         raise InputError(f"field {key!r}: bool is not a field type (use 0/1)")
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, *np_integer)):
         v = int(value)
         if v >= 0:
             if v > U64_MAX:
@@ -333,7 +346,7 @@ def _encode_field(key: str, value: object) -> tuple[str, bytes]:
         if v < I64_MIN:
             raise InputError(f"field {key!r}: int {v} does not fit 64 bits")
         return "i", encode_svarint(v)
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, (float, *np_floating)):
         try:
             return "f", struct.pack(">f", float(value))
         except OverflowError:
@@ -344,12 +357,12 @@ def _encode_field(key: str, value: object) -> tuple[str, bytes]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         return "b", encode_uvarint(len(raw)) + raw
-    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+    if isinstance(value, np_ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
         value = value.tolist()
     if isinstance(value, (list, tuple)):
         parts = [encode_uvarint(len(value))]
         for item in value:
-            if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+            if isinstance(item, (bool, *np_bool)) or not isinstance(item, (int, *np_integer)):
                 raise InputError(f"field {key!r}: list items must be ints, got {item!r}")
             if not 0 <= int(item) <= U64_MAX:
                 raise InputError(f"field {key!r}: list items must be in [0, 2**64), got {item}")
@@ -492,13 +505,14 @@ def _as_bytes(data: object) -> bytes:
 
 
 def _check_erasures(erasures: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    np_integer = _numpy_types()[1]
     out = []
     for item in erasures:
         try:
             start, stop = item
         except (TypeError, ValueError):
             raise InputError(f"erasure must be a (start, stop) pair, got {item!r}") from None
-        ints = all(isinstance(v, (int, np.integer)) for v in (start, stop))
+        ints = all(isinstance(v, (int, *np_integer)) for v in (start, stop))
         if not ints or isinstance(start, bool) or isinstance(stop, bool) or not 0 <= start <= stop:
             raise InputError(f"erasure must be ints with 0 <= start <= stop, got {item!r}")
         if stop > start:

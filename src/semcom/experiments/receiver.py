@@ -119,6 +119,10 @@ def receive_file(
     x_hat = out.get("x_hat")
     if x_hat is not None:
         result["image"] = f"{x_hat.shape[2]}x{x_hat.shape[1]}"
+        if out.get("coded_size"):
+            result["coded at"] = f"{out['coded_size']} (upsampled by the receiver)"
+        if out.get("lost_patches"):
+            result["lost patches"] = out["lost_patches"]
         if output is not None:
             save_image(x_hat, output)
             result["reconstruction"] = str(output)
