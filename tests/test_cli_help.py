@@ -38,8 +38,10 @@ def test_channel_lists_split_at_kinds_only():
         "bsc(ber=1e-3)",
         "awgn:snr_db=5,qam=16",
     ]
-    with pytest.raises(InputError, match="unknown channel"):
+    with pytest.raises(InputError, match="unknown channel 'nosuch'"):
         split_channel_list("ideal,nosuch:1")
+    with pytest.raises(InputError, match="unknown channel 'foo' in spec 'foo'"):
+        split_channel_list("ideal,foo")
 
 
 def test_schemes_lists_options_with_defaults_that_parse(capsys):

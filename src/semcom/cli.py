@@ -523,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"semcom: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # missing / unwritable paths, a file where a folder should be, ...
-        print(f"semcom: error: {_one_line(e)}", file=sys.stderr)
+        text = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        print(f"semcom: error: {_one_line(text)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("semcom: interrupted", file=sys.stderr)

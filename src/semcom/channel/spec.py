@@ -249,10 +249,11 @@ def split_channel_list(text: str) -> list[str]:
         if not piece:
             continue
         head = re.split(r"[:(]", piece, maxsplit=1)[0].strip().lower()
-        if head in CHANNEL_KINDS or not specs:
-            specs.append(piece)
+        continues = "=" in piece or re.fullmatch(r"[-+.\deE]+", piece) is not None
+        if head in CHANNEL_KINDS or not specs or not continues:
+            specs.append(piece)  # a new spec (an unknown kind is named by parse_spec)
         else:
-            specs[-1] += "," + piece
+            specs[-1] += "," + piece  # an argument of the spec before: 64, burst=4
     for spec in specs:
         parse_spec(spec)
     return specs
