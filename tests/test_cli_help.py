@@ -116,3 +116,27 @@ def test_unknown_dataset_is_named(capsys):
     assert main(["bench", "--dataset", "nosuch", "--n-images", "1"]) == 2
     err = capsys.readouterr().err
     assert "unknown dataset 'nosuch'" in err and "tiny-imagenet" in err
+
+
+def test_examples_in_option_help_are_accepted():
+    """Specs shown as examples in --help (scheme specs after 'e.g.') build."""
+    import typer
+
+    from semcom.cli import app
+    from semcom.schemes import create_scheme
+
+    command = typer.main.get_command(app)
+    found = 0
+    for cmd in command.commands.values():
+        for param in cmd.params:
+            text = param.help or ""
+            for spec in re.findall(r"\b((?:jpeg|webp|avif|raw|patch-\w+)\[[^\]\s]*\])", text):
+                if "..." in spec or "PATH" in spec:
+                    continue  # a pattern (name[key=value,...]), not an example
+                create_scheme(spec)
+                found += 1
+            for spec in re.findall(r"\b(\w+:[\w.:,=-]+)", text):
+                if spec.split(":")[0] in ("ideal", "bsc", "erasure", "budget", "awgn", "rayleigh"):
+                    split_channel_list(spec)
+                    found += 1
+    assert found >= 3
