@@ -140,3 +140,9 @@ def test_examples_in_option_help_are_accepted():
                     split_channel_list(spec)
                     found += 1
     assert found >= 3
+
+
+def test_rates_that_are_not_numbers_are_one_line(capsys):
+    assert main(["bench", "--rates", "0.25,abc", "--n-images", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'abc' is not a number" in err[0]

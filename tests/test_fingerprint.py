@@ -104,3 +104,11 @@ def test_inspect_a_damaged_message_prints_what_is_readable(image, tmp_path, caps
     assert main(["inspect", str(path)]) == 2
     out = capsys.readouterr()
     assert "fields:" in out.out and out.err.count("\n") == 1
+
+
+def test_fingerprint_does_not_depend_on_load_order(other_decoder):
+    a = create_scheme(f"patch-mean[decoder={other_decoder}]")
+    before = a.decoder_fingerprint()
+    b = create_scheme(f"patch-mean[decoder={other_decoder}]")
+    assert b.decoder is not None  # loaded first
+    assert b.decoder_fingerprint() == before

@@ -85,6 +85,21 @@ def _split(csv: str) -> list[str]:
     return [s.strip() for s in csv.split(",") if s.strip()]
 
 
+def _rates(text: str | None) -> list[float] | None:
+    """``--rates`` as numbers (InputError naming the one that is not)."""
+    from semcom.errors import InputError
+
+    if not text:
+        return None
+    out = []
+    for item in _split(text):
+        try:
+            out.append(float(item))
+        except ValueError:
+            raise InputError(f"--rates: {item!r} is not a number") from None
+    return out
+
+
 def _report_folder(out: Path) -> Path:
     """``out`` as a report folder, checked before any work: an existing file is refused."""
     from semcom.errors import InputError
@@ -194,8 +209,10 @@ def send(
         _send_folder(sch, scheme, rate, image, output, resize, fit, progress)
 
 
-def _send_one(sch, spec: str, rate: float, image: Path, output: Path, resize: bool, fit: str):
-    """Send one image file; returns the line printed."""
+def _send_one(
+    sch, spec: str, rate: float, image: Path, output: Path, resize: bool, fit: str
+) -> None:
+    """Send one image file and print what was sent."""
     from semcom.imageio import fit_image, load_image_info
 
     if output.is_dir():
@@ -218,7 +235,6 @@ def _send_one(sch, spec: str, rate: float, image: Path, output: Path, resize: bo
         f"rate {sch.rate_label(rate)}, image {w}x{h}"
     )
     typer.echo(line + "".join(f"; {n}" for n in notes))
-    return line
 
 
 def _send_folder(sch, spec, rate, folder: Path, output, resize, fit, progress) -> None:
@@ -238,7 +254,7 @@ def _send_folder(sch, spec, rate, folder: Path, output, resize, fit, progress) -
     for path in track(files, description="sending", disable=not progress, transient=True):
         try:
             _send_one(sch, spec, rate, path, out_dir / (path.name + ".smc"), resize, fit)
-        except SemcomError as exc:
+        except (SemcomError, OSError) as exc:
             failed.append(path.name)
             typer.echo(f"semcom: skipped {path.name}: {_one_line(exc)}", err=True)
     typer.echo(f"{len(files) - len(failed)} of {len(files)} images sent to {out_dir}/")
@@ -484,7 +500,7 @@ def bench(
     run_bench(
         schemes=split_scheme_list(schemes_),
         channels=split_channel_list(channels_),
-        rates=[float(r) for r in _split(rates)] if rates else None,
+        rates=_rates(rates),
         dataset=dataset,
         data_root=data_root,
         split=split,

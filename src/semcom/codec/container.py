@@ -210,40 +210,6 @@ class Message:
             )
         return value
 
-    def float_field(
-        self, key: str, lo: float = -math.inf, hi: float = math.inf, *, default: float | None = None
-    ) -> float:
-        """Finite float (or integer) header field ``key`` in ``[lo, hi]``."""
-        if default is not None and key not in self.fields:
-            return default
-        value = self._field(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BitstreamError(
-                f"{self._where()}: header field {key!r} is {_kind(value)}, expected a number"
-            )
-        if not (math.isfinite(value) and lo <= value <= hi):
-            raise BitstreamError(
-                f"{self._where()}: header field {key!r} = {value!r} is outside [{lo}, {hi}]"
-            )
-        return float(value)
-
-    def str_field(
-        self, key: str, choices: Sequence[str] | None = None, *, default: str | None = None
-    ) -> str:
-        """String header field ``key`` (one of ``choices`` when given)."""
-        if default is not None and key not in self.fields:
-            return default
-        value = self._field(key)
-        if not isinstance(value, str):
-            raise BitstreamError(
-                f"{self._where()}: header field {key!r} is {_kind(value)}, expected a string"
-            )
-        if choices is not None and value not in choices:
-            raise BitstreamError(
-                f"{self._where()}: header field {key!r} = {value!r} is not one of {list(choices)}"
-            )
-        return value
-
     def bytes_field(
         self, key: str, size: int | None = None, *, default: bytes | None = None
     ) -> bytes:

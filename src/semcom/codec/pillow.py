@@ -193,42 +193,16 @@ def encode_image(img: torch.Tensor | np.ndarray, fmt: str, quality: int) -> byte
 
 #: Images with more pixels than this get their quality guessed on a preview first.
 PREVIEW_PIXELS = 1 << 18
-#: Most full-size encodings spent calibrating the preview's guess.
-PREVIEW_ROUNDS = 3
 
 
-def _search(fits: Any, lo: int, hi: int, guess: int | None) -> tuple[int, bool]:
+def _search(fits: Any, lo: int, hi: int) -> tuple[int, bool]:
     """``(q, fits(q))``: the highest ``q`` in ``[lo, hi]`` with ``fits(q)`` (by bisection,
     which assumes nothing beyond the bracket it keeps: ``fits(lo)`` and ``not fits(hi)``),
-    or ``(lo, False)`` when even ``lo`` does not fit. With a ``guess``, the bracket is
-    first found by galloping out from it (few calls when the guess is close)."""
-    if guess is not None and lo < guess < hi:
-        step = 1
-        if fits(guess):
-            a = guess
-            while a + step < hi and fits(a + step):
-                a, step = a + step, step * 2
-            if a + step < hi:
-                lo, hi = a, a + step
-            elif fits(hi):
-                return hi, True
-            else:
-                lo = a
-        else:
-            b = guess
-            while b - step > lo and not fits(b - step):
-                b, step = b - step, step * 2
-            if b - step > lo:
-                lo, hi = b - step, b
-            elif not fits(lo):
-                return lo, False
-            else:
-                hi = b
-    else:
-        if not fits(lo):
-            return lo, False
-        if fits(hi):
-            return hi, True
+    or ``(lo, False)`` when even ``lo`` does not fit."""
+    if not fits(lo):
+        return lo, False
+    if fits(hi):
+        return hi, True
     while hi - lo > 1:  # invariant: fits(lo), not fits(hi)
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
@@ -258,7 +232,7 @@ class _Preview:
 
     def guess(self, max_bytes: int, lo: int, hi: int) -> int:
         budget = max_bytes / self.ratio
-        return _search(lambda q: self.size(q) <= budget, lo, hi, None)[0]
+        return _search(lambda q: self.size(q) <= budget, lo, hi)[0]
 
 
 def encode_to_budget(
@@ -280,7 +254,7 @@ def encode_to_budget(
 
     Number of full-size encodings: about ``log2(range) + 2`` (9 for JPEG) for images up
     to :data:`PREVIEW_PIXELS`; above that the quality is first guessed on a preview of
-    that many pixels and the search gallops out from the guess (typically 3 to 5 full
+    that many pixels and the search interpolates from the guess (typically 3 to 5 full
     encodings, never more than about ``2 log2(range) + 2``). ``Encoded.encodes`` says how
     many were made.
 
@@ -312,7 +286,7 @@ def encode_to_budget(
     if pil.width * pil.height > PREVIEW_PIXELS and hi - lo > 2:
         q, ok = _interpolation_search(enc, _Preview(pil, fmt), max_bytes, lo, hi)
     else:
-        q, ok = _search(lambda q: len(enc(q)) <= max_bytes, lo, hi, None)
+        q, ok = _search(lambda q: len(enc(q)) <= max_bytes, lo, hi)
     return Encoded(enc(q), q, ok, len(cache))
 
 

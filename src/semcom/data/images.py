@@ -60,14 +60,23 @@ def parse_size(size: Size) -> tuple[int, int] | None:
 
 
 def _open(path: Path) -> Image.Image:
+    """A label file, decoded (size checked against :mod:`semcom.limits` first)."""
+    from semcom.limits import size_problem
+
     try:
         with Image.open(path, formats=_safe_formats()) as im:
+            problem = size_problem(im.height, im.width)
+            if problem is not None:
+                raise InputError(f"{path}: image is {problem}")
             im.load()
             return im.copy()
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"image file not found: {path}") from None
     except Exception as e:  # any decoder failure on untrusted bytes
-        raise InputError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+        why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        raise InputError(f"cannot read image {path}: {why}") from None
 
 
 def read_image(path: str | Path, size: Size = None) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,8 @@ from semcom.errors import InputError
 
 if TYPE_CHECKING:
     import torch
+
+    from semcom.models.domain import DomainCheck
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -29,18 +32,36 @@ def _judge_info(name: str) -> dict[str, str]:
     return {"name": name, "source": "zoo", "trained on": entry.get("domain", "not recorded")}
 
 
+@lru_cache(maxsize=8)
+def _verified_domain_check(path: str, mtime_ns: int, size: int, sha256: str) -> DomainCheck | None:
+    """The domain check stored at ``path`` if its sha256 is ``sha256``, else None.
+
+    Cached by path, modification time and size, so the file is read and hashed once
+    per process rather than on every :func:`describe_task` call.
+    """
+    from semcom.models.domain import load_domain_check
+    from semcom.models.zoo import file_sha256
+
+    if file_sha256(path) != sha256:
+        return None
+    return load_domain_check(path)
+
+
 def _domain_check(model: Any, x: torch.Tensor) -> dict[str, Any] | None:
     """The zoo judge's domain check on float ``(1, 3, H, W)``, or None if it has none."""
-    from semcom.models.domain import load_domain_check
-    from semcom.models.zoo import file_sha256, zoo_dir, zoo_entry
+    from semcom.models.zoo import zoo_dir, zoo_entry
 
     info = zoo_entry(model.zoo_name).get("domain_check")
     if not info:
         return None
     path = zoo_dir() / info["file"]
-    if not path.is_file() or file_sha256(path) != info["sha256"]:
+    if not path.is_file():
         return None
-    ((distance, inside),) = load_domain_check(path).check(model, x)
+    st = path.stat()
+    dom = _verified_domain_check(str(path), st.st_mtime_ns, st.st_size, info["sha256"])
+    if dom is None:
+        return None
+    ((distance, inside),) = dom.check(model, x)
     threshold = float(info["threshold"])
     out: dict[str, Any] = {
         "distance": round(distance, 3),

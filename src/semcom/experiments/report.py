@@ -1329,14 +1329,6 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _fmt_metric(metric: str, value: float | None) -> str:
-    return format_metric(metric, value)
-
-
-def _fmt_bytes(value: float) -> str:
-    return format_bytes(value)
-
-
 def _rel_url(path: Path, base: Path) -> str:
     rel = os.path.relpath(Path(path).resolve(), base.resolve())
     return urllib.parse.quote(Path(rel).as_posix())
@@ -1388,11 +1380,11 @@ def _summary_table(recs: Sequence[PointRecord], metrics: Sequence[str]) -> str:
                     f'<span class="flag">{OVER_BUDGET_FLAG}&nbsp;{_e(_fmt_pct(r.over_budget))}'
                     "</span></td>"
                 )
-        cells.append(f'<td class="num">{_fmt_bytes(r.mean_bytes)}</td>')
-        cells.append(f'<td class="num">{_fmt_bytes(r.mean_channel_bytes)}</td>')
+        cells.append(f'<td class="num">{format_bytes(r.mean_bytes)}</td>')
+        cells.append(f'<td class="num">{format_bytes(r.mean_channel_bytes)}</td>')
         cells.append(f'<td class="num">{_fmt_bpp(r.bpp)}</td>')
         for m in metrics:
-            cells.append(f'<td class="num">{_e(_fmt_metric(m, r.metrics.get(m)))}</td>')
+            cells.append(f'<td class="num">{_e(format_metric(m, r.metrics.get(m)))}</td>')
         cls = "num bad" if r.failure_rate > 0 else "num"
         cells.append(f'<td class="{cls}">{_fmt_pct(r.failure_rate)}</td>')
         for t in timings:
@@ -1591,10 +1583,6 @@ def write_html(
 # --------------------------------------------------------------------------- terminal
 
 
-def _short_metric(metric: str, value: float | None) -> str:
-    return format_metric(metric, value)
-
-
 def print_summary(
     records: Sequence[PointRecord | Mapping[str, Any]], console: Any = None, max_metrics: int = 5
 ) -> None:
@@ -1641,7 +1629,7 @@ def print_summary(
                 Text(r.rate_label),
                 *([Text(_budget_text(r))] if budget else []),
                 format_bytes(r.mean_bytes),
-                *(Text(_short_metric(m, r.metrics.get(m))) for m in metrics),
+                *(Text(format_metric(m, r.metrics.get(m))) for m in metrics),
                 f"{100 * r.failure_rate:.1f}%",
             )
         console.print(table)
@@ -1937,8 +1925,8 @@ def render_screenshot(
             finally:
                 tmp.unlink(missing_ok=True)
             return dest
-        except (RuntimeError, OSError, InputError) as exc:
-            reason = str(exc)
+        except (RuntimeError, OSError, InputError, ValueError, KeyError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
     _emit([f"no screenshot of the report: {reason}"])
     return None
 

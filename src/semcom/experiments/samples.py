@@ -24,7 +24,7 @@ def _row_label(name: str, rate_label: str = "") -> str:
 def reconstruction_rows(images: torch.Tensor, schemes: Sequence[str]) -> list[Row]:
     """The rows of :func:`reconstruction_figure`, in order: the originals, then one row
     per scheme of ``schemes`` (in that order) at its lowest default rate."""
-    from semcom.errors import BitstreamError, InputError
+    from semcom.errors import BitstreamError, BudgetError
     from semcom.schemes import create_scheme
 
     rows: list[Row] = [("original", list(images), [])]
@@ -36,10 +36,8 @@ def reconstruction_rows(images: torch.Tensor, schemes: Sequence[str]) -> list[Ro
             over = ""
             try:
                 msg = sch.compress(img, rate)
-            except InputError as exc:  # a byte budget it cannot meet: its smallest message
-                msg = getattr(exc, "message", None)
-                if not isinstance(msg, bytes):
-                    raise
+            except BudgetError as exc:  # a byte budget it cannot meet: its smallest message
+                msg = exc.message
                 over = f" (> {rate:g})"
             try:
                 outs.append(sch.decompress(msg)["x_hat"])

@@ -29,7 +29,7 @@ mean)`` and distance ``|z|^2 / D``), named with its sha256 in the judge's zoo en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,9 +154,7 @@ def fit_domain(
     whiten = torch.linalg.solve_triangular(chol, torch.eye(d, dtype=cov.dtype), upper=False)
     check = DomainCheck(mean.float(), whiten.to(torch.float16), 0.0)
     dist = check.distance(feats(heldout_images).float())
-    return DomainCheck(
-        mean.float(), whiten.to(torch.float16), float(torch.quantile(dist, QUANTILE))
-    )
+    return replace(check, threshold=float(torch.quantile(dist, QUANTILE)))
 
 
 def refit_zoo_domain(judge: str = "shape-classifier", n_fit: int = 4096, n_heldout: int = 2048):

@@ -316,8 +316,9 @@ class PatchScheme(Scheme):
         if self._decoder_fp is None:
             from semcom.models.fingerprint import combine, spec_fingerprint
 
-            spec = self._decoder if self._decoder is not None else self._decoder_spec
-            self._decoder_fp = combine([spec_fingerprint(spec)])
+            # always from the spec (zoo record, file tensors as stored, or the module
+            # given), never from a loaded copy, so load order cannot change it
+            self._decoder_fp = combine([spec_fingerprint(self._decoder_spec)])
         return self._decoder_fp
 
     def _decoder_source(self) -> str:
@@ -329,8 +330,10 @@ class PatchScheme(Scheme):
         return "a model given in memory" if spec is not None else "no decoder"
 
     def _check_fingerprint(self, sent: bytes) -> None:
+        if not self.check_models:
+            return
         own = self.decoder_fingerprint()
-        if not self.check_models or own is None or own == sent:
+        if own is None or own == sent:
             return  # a receiver without a decoder shows the received patches as they are
         from semcom.models.fingerprint import ModelMismatchError, describe_fingerprint
 
