@@ -20,7 +20,7 @@ try:  # typer >= 0.2x vendors click
 except ImportError:  # pragma: no cover - older typer on top of click
     from click import exceptions as _cx
 
-from semcom.errors import SemcomError
+from semcom.errors import SemcomError, one_line
 
 
 def _no_hyphen_breaks() -> None:
@@ -515,8 +515,7 @@ def bench(
     )
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+_one_line = one_line
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,13 @@ command-line argument) is reported through one of these types, never a raw
 from __future__ import annotations
 
 
+def one_line(text: object, limit: int | None = None) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space, cut to
+    ``limit`` characters (``...`` at the end) when given: how errors reach the user."""
+    out = " ".join(str(text).split())
+    return out if limit is None or len(out) <= limit else out[: limit - 3] + "..."
+
+
 class SemcomError(Exception):
     """Base class of every error semcom raises on purpose."""
 

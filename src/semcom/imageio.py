@@ -62,7 +62,7 @@ import torch
 from PIL import Image, ImageOps
 
 from semcom import limits
-from semcom.errors import InputError
+from semcom.errors import InputError, one_line
 
 __all__ = [
     "BACKGROUND",
@@ -105,7 +105,7 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 #: Formats refused even though Pillow can open them, and why.
-_REFUSED_FORMATS = {"EPS": "PostScript (EPS) files are programs run by Ghostscript"}
+REFUSED_FORMATS = {"EPS": "PostScript (EPS) files are programs run by Ghostscript"}
 
 _ORIENTATIONS = {
     2: "mirrored left-right",
@@ -160,8 +160,7 @@ class FittedImage:
 
 def _one_line(text: object, limit: int = 200) -> str:
     """``text`` on one line, at most ``limit`` characters."""
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+    return one_line(text, limit)
 
 
 def _unreadable(p: Path, e: BaseException) -> InputError:
@@ -320,8 +319,8 @@ def load_image_info(
             raise _unreadable(p, e) from None
         with im:
             fmt = im.format
-            if fmt in _REFUSED_FORMATS:
-                raise InputError(f"{p}: {fmt} not accepted: {_REFUSED_FORMATS[fmt]}")
+            if fmt in REFUSED_FORMATS:
+                raise InputError(f"{p}: {fmt} not accepted: {REFUSED_FORMATS[fmt]}")
             w, h = im.size
             problem = limits.size_problem(h, w)
             if problem is None and h * w > max_pixels:

@@ -11,13 +11,10 @@ from PIL import Image
 from torch import Tensor
 
 from semcom.errors import InputError
+from semcom.imageio import REFUSED_FORMATS as _UNSAFE_FORMATS  # EPS: runs Ghostscript
 
 Size = int | tuple[int, int] | None
 """A target size: side of a square, ``(height, width)``, or None to keep the file's size."""
-
-
-# formats never opened from untrusted files: EPS/PS loading runs Ghostscript
-_UNSAFE_FORMATS = frozenset({"EPS"})
 
 
 @functools.cache

@@ -62,7 +62,7 @@ import torch
 from torch import Tensor, nn
 
 import semcom
-from semcom.errors import BitstreamError, InputError, SemcomError
+from semcom.errors import BitstreamError, InputError, SemcomError, one_line
 
 __all__ = [
     "MAX_CONFIG_INT",
@@ -236,8 +236,7 @@ def _specs(tensors: Mapping[str, Tensor]) -> dict[str, _Spec]:
 
 def _one_line(text: object, limit: int = 300) -> str:
     """``text`` on one line, at most ``limit`` characters (torch's C++ trace cut off)."""
-    out = " ".join(str(text).split("Exception raised from ")[0].split())
-    return out if len(out) <= limit else out[: limit - 3] + "..."
+    return one_line(str(text).split("Exception raised from ")[0], limit)
 
 
 def _json_text(value: Any, limit: int = 200) -> str:

@@ -166,8 +166,7 @@ def refit_zoo_domain(judge: str = "shape-classifier", n_fit: int = 4096, n_heldo
     import torch
 
     from semcom.data.synthetic import SyntheticWorld
-    from semcom.models.checkpoint import _atomic_write
-    from semcom.models.zoo import _index, file_sha256, load_pretrained, zoo_dir
+    from semcom.models.zoo import file_sha256, load_pretrained, write_zoo_index, zoo_dir
 
     torch.set_num_threads(1)
     world = SyntheticWorld()
@@ -189,8 +188,7 @@ def refit_zoo_domain(judge: str = "shape-classifier", n_fit: int = 4096, n_heldo
                 f" = {QUANTILE:.1%} quantile on val (n={n_heldout})",
                 "measured": "python benchmarks/bench_domain.py --photos DIR ...",
             }
-    _atomic_write(index, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
-    _index.cache_clear()
+    write_zoo_index(index, doc)
     return check
 
 

@@ -200,8 +200,13 @@ def add_to_zoo(
     doc = json.loads(index.read_text("utf-8")) if index.is_file() else {"format_version": 1}
     models = [e for e in doc.get("models", []) if e.get("name") != meta.name] + [entry]
     doc["models"] = sorted(models, key=lambda e: e["name"])
+    write_zoo_index(index, doc)
+    return entry
+
+
+def write_zoo_index(index: Path, doc: dict[str, Any]) -> None:
+    """Write ``zoo.json`` (``doc``) atomically and forget the cached index."""
     from semcom.models.checkpoint import _atomic_write
 
     _atomic_write(index, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
     _index.cache_clear()
-    return entry

@@ -149,6 +149,7 @@ def _arg_docs(doc: str) -> dict[str, str]:
         else:
             for name in current:
                 out[name] = f"{out[name]} {line.strip()}".strip()
+
     def plain(text: str) -> str:  # RST roles and literals -> plain words
         text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", text)
         return " ".join(text.replace("``", "").split())

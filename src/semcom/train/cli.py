@@ -21,14 +21,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from semcom.errors import SemcomError
+from semcom.errors import SemcomError, one_line
 from semcom.train.sources import DATASETS
 
 __all__ = ["build_parser", "main"]
 
 
 def _error_line(text: object) -> str:
-    return f"semcom: error: {' '.join(str(text).split())}\n"
+    return f"semcom: error: {one_line(text)}\n"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -51,7 +51,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semcom.errors import InputError
-from semcom.models.checkpoint import _atomic_write
 from semcom.models.patch_decoder import keep_mask_to_pixels
 from semcom.models.registry import create_model
 from semcom.train.loop import (
@@ -824,7 +823,7 @@ def add_patch_model_to_zoo(
     import shutil
 
     from semcom.models.checkpoint import load_checkpoint
-    from semcom.models.zoo import _index, file_sha256, zoo_dir, zoo_entry
+    from semcom.models.zoo import file_sha256, write_zoo_index, zoo_dir, zoo_entry
 
     if name not in PATCH_MODELS:
         raise InputError(f"unknown patch recipe {name!r}")
@@ -860,6 +859,5 @@ def add_patch_model_to_zoo(
     doc = json.loads(index.read_text("utf-8")) if index.is_file() else {"format_version": 1}
     models = [e for e in doc.get("models", []) if e.get("name") != name] + [entry]
     doc["models"] = sorted(models, key=lambda e: e["name"])
-    _atomic_write(index, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
-    _index.cache_clear()
+    write_zoo_index(index, doc)
     return entry
