@@ -1,4 +1,4 @@
-"""Timing shared by the benchmark scripts (run as ``python benchmarks/bench_*.py``)."""
+"""Timing and table output shared by the benchmark scripts (``python benchmarks/bench_*.py``)."""
 
 from __future__ import annotations
 
@@ -16,3 +16,9 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return out, statistics.median(times)
+
+
+def print_head(head: str) -> None:
+    """Print a table's column heading and a rule as wide as it."""
+    print(head)
+    print("-" * len(head))

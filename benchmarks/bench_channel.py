@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
 import time
 
 import numpy as np
+from _timing import timed
 
 from semcom.channel import create_channel
 
@@ -36,13 +36,8 @@ def bench(spec: str, size: int, repeat: int = 5) -> tuple[float, dict]:
     """Median seconds over ``repeat`` runs for one ``size``-byte message."""
     data = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
     ch = create_channel(spec)
-    times, info = [], {}
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        rx = ch(data)
-        times.append(time.perf_counter() - t0)
-        info = rx.info
-    return statistics.median(times), info
+    rx, seconds = timed(lambda: ch(data), repeat)
+    return seconds, rx.info
 
 
 def main() -> None:

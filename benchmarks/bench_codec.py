@@ -17,20 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import timed
+from _timing import print_head, timed
 
+from semcom.codec import entropy as ec
 from semcom.codec.container import SCHEME_IDS, Message, header_size, pack, unpack
-from semcom.codec.entropy import (
-    decode_adaptive,
-    decode_auto,
-    decode_categorical,
-    decode_with_histogram,
-    empirical_entropy_bits,
-    encode_adaptive,
-    encode_auto,
-    encode_categorical,
-    encode_with_histogram,
-)
 from semcom.errors import BitstreamError
 
 
@@ -56,29 +46,30 @@ def coders(sym: np.ndarray, k: int, p: np.ndarray) -> dict[str, Coder]:
     n = sym.size
     return {
         "histogram": (
-            lambda: encode_with_histogram(sym, k),
-            lambda d: decode_with_histogram(d, k),
+            lambda: ec.encode_with_histogram(sym, k),
+            lambda d: ec.decode_with_histogram(d, k),
         ),
-        "fixed(p)": (lambda: encode_categorical(sym, p), lambda d: decode_categorical(d, p, n)),
-        "adaptive": (lambda: encode_adaptive(sym, k), lambda d: decode_adaptive(d, k, n)),
-        "auto": (lambda: encode_auto(sym, k), lambda d: decode_auto(d, k)),
+        "fixed(p)": (
+            lambda: ec.encode_categorical(sym, p),
+            lambda d: ec.decode_categorical(d, p, n),
+        ),
+        "adaptive": (lambda: ec.encode_adaptive(sym, k), lambda d: ec.decode_adaptive(d, k, n)),
+        "auto": (lambda: ec.encode_auto(sym, k), lambda d: ec.decode_auto(d, k)),
     }
 
 
 def bench_entropy(n: int, repeats: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     print(f"(a) entropy coding, n = {n} symbols, median of {repeats} runs")
-    head = (
+    print_head(
         f"{'distribution':<20} {'H b/sym':>8} {'n*H bytes':>10} {'mode':<10} "
         f"{'bytes':>8} {'ratio':>7} {'enc Msym/s':>10} {'dec Msym/s':>10}"
     )
-    print(head)
-    print("-" * len(head))
     for name, weights in distributions(rng).items():
         k = weights.size
         p = weights / weights.sum()
         sym = rng.choice(k, n, p=p)
-        ent = empirical_entropy_bits(sym, k) / 8
+        ent = ec.empirical_entropy_bits(sym, k) / 8
         modes = coders(sym, k, p)
         for i, (mode, (enc, dec)) in enumerate(modes.items()):
             data, t_enc = timed(enc, repeats)
@@ -145,12 +136,10 @@ def bench_container(count: int, seed: int) -> None:
         "truncated, damaged": lambda: ((d := pick())[: int(rng.integers(0, len(d)))], [], True),
         "erased, damaged": lambda: (*erase(pick()), True),
     }
-    head = (
+    print_head(
         f"{'input':<24} {'msgs/s':>10} {'Message':>8} {'w/ damage':>9} "
         f"{'Bitstream':>9} {'other exc':>9}"
     )
-    print(head)
-    print("-" * len(head))
     total_other = 0
     for name, make in cases.items():
         inputs = [make() for _ in range(count)]
@@ -180,19 +169,17 @@ def bench_entropy_fuzz(count: int, seed: int) -> None:
     sym = rng.choice(k, 500, p=0.8 ** np.arange(k) / (0.8 ** np.arange(k)).sum())
     streams: dict[str, tuple[bytes, Callable[[bytes], np.ndarray]]] = {
         "histogram": (
-            encode_with_histogram(sym, k),
-            lambda d: decode_with_histogram(d, k, max_symbols=10_000),
+            ec.encode_with_histogram(sym, k),
+            lambda d: ec.decode_with_histogram(d, k, max_symbols=10_000),
         ),
-        "adaptive": (encode_adaptive(sym, k), lambda d: decode_adaptive(d, k, sym.size)),
-        "auto": (encode_auto(sym, k), lambda d: decode_auto(d, k, max_symbols=10_000)),
+        "adaptive": (ec.encode_adaptive(sym, k), lambda d: ec.decode_adaptive(d, k, sym.size)),
+        "auto": (ec.encode_auto(sym, k), lambda d: ec.decode_auto(d, k, max_symbols=10_000)),
     }
     print(f"(b) entropy decoders on damaged streams ({count} inputs per row, 500 symbols, K=64)")
-    head = (
+    print_head(
         f"{'coder':<10} {'input':<14} {'decodes/s':>10} {'decoded':>8} "
         f"{'Bitstream':>9} {'other':>6}"
     )
-    print(head)
-    print("-" * len(head))
     for name, (enc, dec) in streams.items():
         for kind in ("random", "1 bit flipped", "truncated"):
             inputs = []

@@ -51,7 +51,7 @@ def main() -> None:
     print(f"{'synthetic test':44s} {len(test):6d} {flagged(test):8.3f}")
     for spec, rate in [("jpeg", 540), ("webp", 360), ("patch-mean", 0.25), ("patch-random", 0.25)]:
         s = create_scheme(spec)
-        x = torch.stack([r["x_hat"] for r in s.decompress_batch(encode_all(s, test, rate))])
+        x = torch.stack([r.x_hat for r in s.decompress_batch(encode_all(s, test, rate))])
         label = f"  reconstructed by {spec} @ {s.rate_label(rate)}"
         print(f"{label:44s} {len(x):6d} {flagged(x):8.3f}")
     for folder in args.photos:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import timed
+from _timing import print_head, timed
 
 from semcom.data.synthetic import SyntheticWorld, split_seeds
 from semcom.patches import Rate
@@ -74,12 +74,10 @@ def main() -> None:
     p = base.num_patches
     print(f"\nViT forward (mean attention): {t_vit * 1e3:8.1f} ms / batch")
 
-    head = (
+    print_head(
         f"{'pixels':<9} {'rate':>5} {'k':>3} {'bytes':>8} {'select ms':>10} {'code ms':>9} "
         f"{'total ms':>9} {'img/s':>8} {'img/s w/o ViT':>14}"
     )
-    print(head)
-    print("-" * len(head))
     for spec in args.pixels.split(","):
         sch = PatchScheme(
             selection="mean",

@@ -10,14 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semcom.codec.container import (
-    SCHEME_IDS,
-    Message,
-    header_size,
-    pack,
-    register_scheme_id,
-    unpack,
-)
+from semcom.codec import SCHEME_IDS, Message, header_size, pack, register_scheme_id, unpack
 from semcom.codec.varint import (
     Reader,
     encode_svarint,

@@ -19,6 +19,7 @@ from semcom.patches import Rate
 from semcom.patches.codec import encode_positions
 from semcom.schemes import create_scheme, list_schemes
 from semcom.schemes.patch import PatchScheme
+from semcom.schemes.session import Decoded
 
 SIZE, PS = 32, 8
 P = (SIZE // PS) ** 2  # 16 patches
@@ -262,7 +263,7 @@ def test_decompress_batch(vit, images):
     assert dec.calls == 1  # one decoder forward for the whole batch
     assert isinstance(outs[1], BitstreamError)
     for o, m in zip([outs[0], *outs[2:]], msgs, strict=True):
-        assert isinstance(o, dict)
+        assert isinstance(o, Decoded)
         assert torch.equal(o["x_hat"], sch.decompress(m)["x_hat"])
     with pytest.raises(InputError):
         sch.decompress_batch(msgs, [()])
@@ -363,7 +364,7 @@ def test_registered_variants(vit, images):
     names = {"patch-mean", "patch-rollout", "patch-random", "patch-variance"}
     assert names <= set(list_schemes())
     sch = create_scheme("patch-mean", vit=vit, decoder=None)
-    assert sch.name == "patch-mean" and sch.selection == "mean" and sch.task == "reconstruct"
+    assert sch.name == "patch-mean" and sch.selection == "mean" and sch.outputs == ("x_hat",)
     msg = sch.compress(images[0], 0.25)
     # any variant decodes any patch message (the selection mode is informational)
     other = create_scheme("patch-random", vit=vit, decoder=None)

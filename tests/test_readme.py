@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text("utf-8")
 
 #: Commands of the "Command line" block that run for real (all cheap).
-RUN_FOR_REAL = ("send", "inspect", "receive", "schemes", "channels")
+RUN_FOR_REAL = ("send", "inspect", "receive", "schemes", "channels", "judges")
 
 
 def _blocks() -> list[list[str]]:
@@ -120,7 +120,15 @@ def test_benchmark_commands_name_real_scripts_and_options(cmd):
 
 
 def _semcom_commands() -> list[list[str]]:
-    return [_words(c)[1:] for c in ALL if _words(c)[0].endswith("bin/semcom")]
+    """Arguments of every ``.venv/bin/semcom`` command, and of the semcom command a
+    ``torchrun ... -m semcom ...`` line starts."""
+    out = [_words(c)[1:] for c in ALL if _words(c)[0].endswith("bin/semcom")]
+    for c in ALL:
+        words = _words(c)
+        if words[0].endswith("bin/torchrun"):
+            assert "-m" in words and words[words.index("-m") + 1] == "semcom", c
+            out.append(words[words.index("-m") + 2 :])
+    return out
 
 
 @pytest.mark.parametrize("args", _semcom_commands(), ids=lambda a: " ".join(a)[:60])

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import point_record
 from PIL import Image
 from rich.console import Console
 
@@ -19,7 +20,10 @@ import semcom.metrics
 from semcom.errors import InputError
 from semcom.experiments.records import PointRecord, higher_is_better, to_json_safe
 from semcom.experiments.report import (
+    _plot_figure,
+    _scheme_styles,
     bd_rate_table,
+    best_vs_best,
     default_anchor,
     load_results,
     make_plots,
@@ -60,22 +64,15 @@ def make_record(scheme: str, rate: float, channel: str, **overrides) -> PointRec
         rate_label=f"{rate:g} B",
         channel=channel,
         channel_config=dict(CHANNELS.get(channel, {"type": "x"})),
-        dataset="synthetic",
-        split="test",
         n_images=256,
-        seed=0,
         mean_bytes=nbytes,
         mean_channel_bytes=nbytes * 1.1,
         bpp=nbytes * 8 / 64**2,
         metrics=metrics,
         failure_rate=0.125 if (noisy and scheme == "jpeg") else 0.0,
         timing={"encode_ms": 1.25, "decode_ms": 0.5},
-        version="0.1.0",
-        git_commit="abc1234",
-        created="2026-05-09T07:35:25+00:00",
     )
-    fields.update(overrides)
-    return PointRecord(**fields)
+    return point_record(**{**fields, **overrides})
 
 
 def make_records() -> list[PointRecord]:
@@ -827,3 +824,123 @@ def test_write_report_writes_repeated_records_once(tmp_path, capsys, fake_bd_rat
     assert "duplicate records" in capsys.readouterr().err
     text = index.read_text(encoding="utf-8")
     assert text.count("<td>jpeg</td><td>200 B</td>") == 1
+
+
+# --------------------------------------------------------------------------- roles, not names
+
+
+def _role_curve(scheme: str, role: str, family: str, mult: float) -> list[PointRecord]:
+    """Five points of one scheme: accuracy 0.1 .. 0.5 at ``mult`` x 200 .. 3200 bytes."""
+    return [
+        point_record(
+            scheme=scheme,
+            role=role,
+            family=family,
+            rate_label=f"{b} B",
+            mean_bytes=b * mult,
+            metrics={"accuracy": 0.1 * math.log2(b / 100), "psnr": 20.0 + math.log2(b)},
+        )
+        for b in (200, 400, 800, 1600, 3200)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "proposed", "reference"),
+    [
+        ("toy-codec", "toy-new", "toy-ref"),
+        ("patch-mean", "jpeg", "webp"),  # names that once meant other roles: roles decide
+    ],
+)
+def test_a_new_scheme_is_compared_by_its_role(tmp_path, baseline, proposed, reference):
+    records = (
+        _role_curve(baseline, "baseline", "toy", 1.0)
+        + _role_curve(proposed, "proposed", "toy2", 0.5)  # half the bytes: -50 %
+        + _role_curve(reference, "reference", "toy-ref", 0.25)  # better still: never compared
+    )
+    assert default_anchor(records) == baseline
+    (best,) = best_vs_best(records, "accuracy")
+    assert (best.baseline, best.candidate) == (baseline, proposed)
+    assert best.bd_rate == pytest.approx(-50.0, abs=0.5)
+    assert [s for s, _, _ in best.ranking] == [proposed]
+    # explicit lists still work, and a reference is left out even when named
+    (swapped,) = best_vs_best(records, "accuracy", [baseline, reference], [proposed])
+    assert (swapped.baseline, swapped.candidate) == (proposed, baseline)
+    assert [s for s, _, _ in swapped.ranking] == [baseline]
+    with pytest.raises(InputError):
+        best_vs_best(records, "accuracy", candidates=proposed)  # a name, not a list
+
+    (entry,) = bd_rate_table(records, "accuracy", baseline)
+    assert entry.scheme == proposed and entry.bd_rate == pytest.approx(-50.0, abs=0.5)
+    with pytest.raises(InputError, match="reference"):
+        bd_rate_table(records, "accuracy", reference)
+
+    index = write_report(records, tmp_path)
+    text = index.read_text(encoding="utf-8")
+    best_html = text.split('<table class="best">')[1].split("</table>")[0]
+    assert f"<td>{proposed}</td><td>{baseline}</td>" in best_html
+    assert reference not in best_html
+    assert f"toy2: {proposed}" in text and f"toy: {baseline}" in text  # families, from records
+    bd_html = text.split('id="bd-rate"')[1].split('<table class="bd">', 1)[1]
+    assert f"<td>{proposed}</td>" in bd_html and f"<td>{reference}</td>" not in bd_html
+    assert f"Reference schemes ({reference}) are plotted, never compared." in text
+    summary = text.split('id="summary"')[1].split('id="plots"')[0]
+    assert summary.count(f"<td>{reference}</td>") == 5  # reported, like every scheme
+
+    # plotted, but the axes come from the compared schemes
+    styles = _scheme_styles([baseline, proposed, reference])
+    fig = _plot_figure(records, "psnr", "PSNR", "t", None, styles)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == [baseline, proposed, reference]
+    assert ax.get_xlim()[0] > min(r.mean_bytes for r in records if r.scheme == reference)
+
+    console = Console(record=True, width=300, color_system=None)
+    print_summary(records, console=console)
+    (line,) = [x for x in console.export_text().splitlines() if "task BD-rate" in x]
+    assert f"best proposed scheme {proposed} vs best baseline {baseline}: -" in line
+
+
+def test_baselines_that_cannot_be_ranked_go_to_the_anchor():
+    # one point each on a Pareto front: no BD-rate between the baselines at all
+    records = [
+        point_record(scheme=s, role="baseline", mean_bytes=b, metrics={"accuracy": a})
+        for s in ("first", "second")
+        for b, a in ((300, 0.5), (600, 0.4))
+    ] + _role_curve("new", "proposed", "toy", 1.0)
+    assert [e.baseline for e in best_vs_best(records, "accuracy")] == ["first"]
+    assert [e.baseline for e in best_vs_best(records, "accuracy", anchor_scheme="second")] == [
+        "second"
+    ]
+
+
+def test_families_share_a_marker_and_keep_their_colours():
+    styles = _scheme_styles(["a", "b", "c"], {"a": "f", "b": "f", "c": "g"})
+    assert styles["a"][1] == styles["b"][1] != styles["c"][1]
+    assert len({styles[s][0] for s in "abc"}) == 3
+    assert len({m for _, m in _scheme_styles(["a", "b", "c"]).values()}) == 3
+
+
+def test_cost_and_session_columns_only_when_recorded(tmp_path, report_dir, fake_bd_rate):
+    sessions = {"mean": 1.5, "max": 2, "bytes_per_step": [300.0, 120.0]}
+    sessions["sessions_per_step"] = [8, 4]
+    records = [
+        make_record("patch-x", r, "ideal", cost={"patch_fraction": r / 1600}, messages=sessions)
+        for r in (200, 800)
+    ] + [make_record("jpeg", r, "ideal") for r in (200, 800)]
+    paths = write_results(records, tmp_path)
+    with paths["csv"].open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["cost.patch_fraction"] == "0.125" and rows[2]["cost.patch_fraction"] == ""
+    assert rows[0]["messages.mean"] == "1.5" and rows[0]["messages.max"] == "2"
+    assert json.loads(rows[0]["messages.bytes_per_step"]) == [300.0, 120.0]
+    assert rows[3]["messages.mean"] == ""
+    text = write_html(records, tmp_path, plots=[]).read_text(encoding="utf-8")
+    assert ">messages</th>" in text and ">patch_<wbr>fraction</th>" in text
+    row = next(m for m in re.findall(r"<tr>(.*?)</tr>", text, re.S) if "patch-x" in m)
+    cells = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
+    assert "1.5" in cells and "0.125" in cells
+    jpeg = next(m for m in re.findall(r"<tr>(.*?)</tr>", text, re.S) if "<td>jpeg</td>" in m)
+    assert jpeg.count(">–</td>") >= 2  # no sessions, no cost recorded
+    # records without them: no such columns (today's reports unchanged)
+    plain = report_dir[2].read_text(encoding="utf-8")
+    assert "messages</th>" not in plain and "cost: " not in plain

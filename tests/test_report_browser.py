@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import point_record
 from PIL import Image
 
 from semcom.experiments.records import PointRecord
@@ -60,22 +61,13 @@ def _record(
         rate_label=rate_label,
         channel=channel,
         channel_config=CHANNELS[channel],
-        dataset="synthetic",
-        split="test",
-        n_images=128,
-        seed=0,
         mean_bytes=nbytes,
         mean_channel_bytes=nbytes * (1.0 if channel == "ideal" else 1.07),
-        bpp=nbytes * 8 / 64**2,
         metrics=metrics,
         failure_rate=0.3125 if noisy and scheme in CODECS else 0.0,
         timing={"encode_ms": 6.2353, "decode_ms": 0.42017},
-        version="0.1.0",
-        git_commit="abc1234",
-        created="2026-05-09T07:35:25+00:00",
     )
-    fields.update(kw)
-    return PointRecord(**fields)
+    return point_record(**{**fields, **kw})
 
 
 def wide_records() -> list[PointRecord]:

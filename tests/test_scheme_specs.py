@@ -119,7 +119,9 @@ def test_bench_refuses_a_missing_checkpoint_before_work(tmp_path: Path) -> None:
 
 
 def test_finetuned_judge_adds_accuracy_ft() -> None:
-    from semcom.experiments.sweep import Judges, judge, synthetic_evalset
+    from semcom.experiments.sweep import synthetic_evalset
+    from semcom.judges.builtin import ClassifierJudge
+    from semcom.judges.scoring import judge_reconstructions
 
     torch.manual_seed(0)
     ev = synthetic_evalset(12)
@@ -136,10 +138,12 @@ def test_finetuned_judge_adds_accuracy_ft() -> None:
 
     labels = ev.labels.tolist()
     common = max(set(labels), key=labels.count)
-    m = judge(ev, ev.images, Judges(classifier=Fixed(common), classifier_ft=Fixed(common + 1)))
-    assert m["accuracy"] == pytest.approx(labels.count(common) / 12)
-    assert m["accuracy_ft"] == pytest.approx(labels.count(common + 1) / 12)
-    assert "accuracy_ft" not in judge(ev, ev.images, Judges(classifier=Fixed(0)))
+    base = ClassifierJudge(Fixed(common), "base", ("accuracy",))
+    ft = ClassifierJudge(Fixed(common + 1), "ft", ("accuracy_ft",))
+    args = (ev.images, ev.images, ev.labels, ev.masks)
+    assert judge_reconstructions(base, *args) == {"accuracy": labels.count(common) / 12}
+    assert judge_reconstructions(ft, *args) == {"accuracy_ft": labels.count(common + 1) / 12}
+    assert judge_reconstructions(ft, ev.images, ev.images, None, None) == {}  # no labels
 
 
 # ------------------------------------------------------------------ best vs best
@@ -153,25 +157,15 @@ def test_pareto_front() -> None:
 
 
 def _rec(scheme: str, nbytes: float, acc: float) -> PointRecord:
-    return PointRecord(
+    from conftest import point_record
+
+    return point_record(
         scheme=scheme,
         settings={"rate": nbytes},
         rate_label=f"{nbytes:g}",
-        channel="ideal",
-        channel_config={"type": "ideal", "seed": 0},
-        dataset="synthetic",
-        split="test",
         n_images=100,
-        seed=0,
         mean_bytes=nbytes,
-        mean_channel_bytes=nbytes,
-        bpp=nbytes * 8 / 4096,
         metrics={"accuracy": acc},
-        failure_rate=0.0,
-        timing={},
-        version="0",
-        git_commit=None,
-        created="2026-01-01T00:00:00+00:00",
     )
 
 
@@ -238,6 +232,7 @@ def test_attention_figure_writes_png(tmp_path: Path) -> None:
 
     from semcom.experiments.samples import attention_figure
     from semcom.experiments.sweep import synthetic_evalset
+
     images = synthetic_evalset(2).images
     path = attention_figure(images, tmp_path / "att.png", rate=0.25)
     with Image.open(path) as im:

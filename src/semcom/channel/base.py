@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from semcom.codec.varint import as_bytes
 from semcom.errors import InputError
 
 __all__ = ["Channel", "Received", "format_value"]
@@ -96,15 +97,6 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     return value
 
 
-def as_bytes(data: Any) -> bytes:
-    """Accept ``bytes``/``bytearray``/``memoryview``; anything else raises ``InputError``."""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise InputError(f"a channel carries bytes, got {type(data).__name__}")
-
-
 class Channel(ABC):
     """Base class of every channel.
 
@@ -124,7 +116,8 @@ class Channel(ABC):
 
     Output
     ------
-    :class:`Received`
+    :class:`Received`. Every channel takes this input; the ``Output`` section of each
+    subclass says what its ``Received`` holds.
     """
 
     kind: ClassVar[str] = "channel"
@@ -147,7 +140,7 @@ class Channel(ABC):
         """Carry one message; ``data`` is already validated ``bytes``."""
 
     def __call__(self, data: bytes) -> Received:
-        return self._transmit(as_bytes(data))
+        return self._transmit(as_bytes(data, "a channel carries bytes"))
 
     @property
     def name(self) -> str:

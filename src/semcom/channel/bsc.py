@@ -99,16 +99,10 @@ class BinarySymmetricChannel(Channel):
     seed : int
         Seed of the flip process.
 
-    Input
-    -----
-    data : bytes
-        The message, length ``L``.
-
     Output
     ------
-    :class:`~semcom.channel.base.Received`
-        ``data`` with flipped bits (length ``L``), ``erasures = []``,
-        ``channel_bytes = L``, ``info["bit_errors"]`` (number of flips).
+    ``data`` with flipped bits (length ``L``), ``erasures = []``,
+    ``channel_bytes = L``, ``info["bit_errors"]`` (number of flips).
     """
 
     kind = "bsc"

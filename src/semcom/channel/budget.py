@@ -22,16 +22,10 @@ class ByteBudgetChannel(Channel):
     seed : int
         Unused (the channel is deterministic); kept for a uniform interface.
 
-    Input
-    -----
-    data : bytes
-        The message, length ``L``.
-
     Output
     ------
-    :class:`~semcom.channel.base.Received`
-        ``data[:max_bytes]``; ``erasures = [(max_bytes, L)]`` when truncated, else ``[]``;
-        ``channel_bytes = min(L, max_bytes)``; ``info["truncated"]``, ``info["sent_bytes"]``.
+    ``data[:max_bytes]``; ``erasures = [(max_bytes, L)]`` when truncated, else ``[]``;
+    ``channel_bytes = min(L, max_bytes)``; ``info["truncated"]``, ``info["sent_bytes"]``.
     """
 
     kind = "budget"

@@ -44,18 +44,12 @@ class PacketErasureChannel(Channel):
     seed : int
         Seed of the loss and corruption processes.
 
-    Input
-    -----
-    data : bytes
-        The message, length ``L``.
-
     Output
     ------
-    :class:`~semcom.channel.base.Received`
-        ``data`` of length ``L`` with lost packets' bytes zeroed; ``erasures`` = merged
-        byte ranges of lost or corrupted packets; ``channel_bytes`` = total size of all
-        packets sent (``L + OVERHEAD * ceil(L / packet_size)``); ``info`` with
-        ``packets``, ``packets_lost``, ``packets_corrupted``.
+    ``data`` of length ``L`` with lost packets' bytes zeroed; ``erasures`` = merged
+    byte ranges of lost or corrupted packets; ``channel_bytes`` = total size of all
+    packets sent (``L + OVERHEAD * ceil(L / packet_size)``); ``info`` with
+    ``packets``, ``packets_lost``, ``packets_corrupted``.
     """
 
     kind = "erasure"

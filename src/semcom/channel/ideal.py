@@ -12,15 +12,9 @@ __all__ = ["IdealChannel"]
 class IdealChannel(Channel):
     """Error-free channel (the reference point of every sweep).
 
-    Input
-    -----
-    data : bytes
-        The message, length ``L``.
-
     Output
     ------
-    :class:`~semcom.channel.base.Received`
-        ``data`` unchanged, no erasures, ``channel_bytes = L``.
+    ``data`` unchanged, no erasures, ``channel_bytes = L``.
     """
 
     kind = "ideal"

@@ -142,20 +142,14 @@ class PhysicalChannel(Channel):
     seed : int
         Seed of the fading and noise processes.
 
-    Input
-    -----
-    data : bytes
-        The message, length ``L``.
-
     Output
     ------
-    :class:`~semcom.channel.base.Received`
-        ``data`` of length ``L`` (bit errors unknown to the receiver, ``erasures = []``);
-        ``channel_bytes = ceil(transmitted coded bits / 8)`` (parity and padding
-        included); ``info`` with ``ber_raw`` (hard-decision BER of the coded bits before
-        decoding), ``ber`` (BER of the delivered message bits), ``bit_errors``,
-        ``coded_bits``, ``symbols``, ``codewords``, ``code_rate``, ``no``, ``snr_db``,
-        ``ebno_db``.
+    ``data`` of length ``L`` (bit errors unknown to the receiver, ``erasures = []``);
+    ``channel_bytes = ceil(transmitted coded bits / 8)`` (parity and padding
+    included); ``info`` with ``ber_raw`` (hard-decision BER of the coded bits before
+    decoding), ``ber`` (BER of the delivered message bits), ``bit_errors``,
+    ``coded_bits``, ``symbols``, ``codewords``, ``code_rate``, ``no``, ``snr_db``,
+    ``ebno_db``.
 
     Raises
     ------

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from semcom.channel.base import Channel
 
 __all__ = ["CHANNEL_KINDS", "EXAMPLES", "create_channel", "help_text", "parse_spec",
-           "split_channel_list"]  # fmt: skip
+           "register_channel", "split_channel_list"]  # fmt: skip
 
 
 def _to_float(key: str, value: Any) -> float:
@@ -93,6 +93,34 @@ CHANNEL_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Converter]]] = {
     "awgn": ((), _PHYSICAL_KEYS),
     "rayleigh": ((), {**_PHYSICAL_KEYS, "block": _to_int}),
 }
+
+#: Kinds added with :func:`register_channel`: kind -> ``factory(seed=..., **params)``.
+_REGISTERED: dict[str, Callable[..., Channel]] = {}
+
+
+def register_channel(
+    kind: str,
+    factory: Callable[..., Channel],
+    positional: tuple[str, ...] = (),
+    converters: Mapping[str, Converter] | None = None,
+) -> None:
+    """Make ``KIND[:ARG...]`` specs build ``factory(seed=seed, **params)``.
+
+    ``positional`` is the order of positional arguments; ``converters`` maps each
+    parameter name to a ``(name, text) -> value`` function that raises InputError on a bad
+    value (default: every positional parameter as a float). The kind then works
+    everywhere a channel spec does (``--channels``, ``create_channel``, ``semcom
+    channels``). Registering a built-in or taken kind raises ValueError.
+    """
+    kind = kind.strip().lower()
+    if not re.fullmatch(r"[a-z_]\w*", kind):
+        raise ValueError(f"channel kind must be an identifier, got {kind!r}")
+    if kind in CHANNEL_KINDS:
+        raise ValueError(f"channel kind {kind!r} is already taken")
+    conv = dict(converters) if converters is not None else {k: _to_float for k in positional}
+    CHANNEL_KINDS[kind] = (tuple(positional), conv)
+    _REGISTERED[kind] = factory
+
 
 _NAME_FORM = re.compile(r"^([A-Za-z_]\w*)\((.*)\)$")
 
@@ -199,6 +227,8 @@ def create_channel(spec: str | Mapping[str, Any], seed: int | None = None) -> Ch
     else:
         kind, params = parse_spec(spec)
     seed = 0 if seed is None else seed
+    if kind in _REGISTERED:
+        return _REGISTERED[kind](seed=seed, **params)
 
     # the channel classes (numpy) are imported here, so that parsing specs and
     # `semcom channels` (help_text) stay light

@@ -21,13 +21,14 @@ import math
 import struct
 import sys
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from semcom.codec.varint import (
     I64_MIN,
     U64_MAX,
     Reader,
+    as_bytes,
     encode_svarint,
     encode_uvarint,
 )
@@ -380,9 +381,7 @@ def pack(msg: Message) -> bytes:
         raise InputError(f"pack() takes a Message, got {type(msg).__name__}")
     payloads = []
     for tag, payload in msg.sections.items():
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise InputError(f"section {tag!r} must be bytes, got {type(payload).__name__}")
-        payloads.append(bytes(payload))
+        payloads.append(as_bytes(payload, f"section {tag!r} must be bytes"))
     return pack_header(msg, payloads) + b"".join(payloads)
 
 
@@ -419,6 +418,16 @@ class _Header:
     size: int
 
 
+def _read_name(r: Reader, what: str, taken: Container[str]) -> str:
+    """A field key or section tag: non-empty and not in ``taken`` (else an error at its start)."""
+    start = r.pos
+    name = r.text(what)
+    if not name or name in taken:
+        r.pos = start
+        raise r.fail(f"empty or duplicate {what} {name!r}")
+    return name
+
+
 def _parse_header(data: bytes, partial: _Header | None = None) -> _Header:
     """Parse and check the header. ``partial`` (if given) is filled as parsing goes, so a
     caller can show what was readable before a BitstreamError."""
@@ -436,19 +445,11 @@ def _parse_header(data: bytes, partial: _Header | None = None) -> _Header:
     part.scheme_id = scheme_id
     fields, types, entries = part.fields, part.field_types, part.entries
     for _ in range(r.count(MIN_FIELD_ENTRY, "field count")):
-        key_pos = r.pos
-        key = r.text("field key")
-        if not key or key in fields:
-            r.pos = key_pos
-            raise r.fail(f"empty or duplicate field key {key!r}")
+        key = _read_name(r, "field key", fields)
         types[key], fields[key] = _read_field(r, key)
     seen: set[str] = set()
     for _ in range(r.count(MIN_SECTION_ENTRY, "section count")):
-        tag_pos = r.pos
-        tag = r.text("section tag")
-        if not tag or tag in seen:
-            r.pos = tag_pos
-            raise r.fail(f"empty or duplicate section tag {tag!r}")
+        tag = _read_name(r, "section tag", seen)
         seen.add(tag)
         length = r.uvarint()
         (crc,) = struct.unpack(">I", r.take(4))
@@ -460,14 +461,6 @@ def _parse_header(data: bytes, partial: _Header | None = None) -> _Header:
         raise BitstreamError(f"message header: CRC32 mismatch (header damaged) at byte {crc_pos}")
     part.size = r.pos
     return part
-
-
-def _as_bytes(data: object) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise InputError(f"expected bytes, got {type(data).__name__}")
 
 
 def _check_erasures(erasures: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -488,7 +481,7 @@ def _check_erasures(erasures: Sequence[tuple[int, int]]) -> list[tuple[int, int]
 
 def header_size(data: bytes) -> int:
     """Size in bytes of the (intact) header of a packed message, CRC included."""
-    return _parse_header(_as_bytes(data)).size
+    return _parse_header(as_bytes(data)).size
 
 
 def unpack(
@@ -505,7 +498,7 @@ def unpack(
     erased, fail their CRC or are cut off come back as ``None`` and are listed in
     ``Message.damaged``.
     """
-    data = _as_bytes(data)
+    data = as_bytes(data)
     ranges = _check_erasures(erasures)
     head = _parse_header(data)
     for start, _stop in ranges:
@@ -558,7 +551,7 @@ def inspect_bytes(data: bytes) -> tuple[str, str | None]:
     header broke, or an intact header with each section's status (erased, CRC mismatch,
     truncated) -- and a one-line ``problem`` naming where the damage is.
     """
-    data = _as_bytes(data)
+    data = as_bytes(data)
     partial = _Header(0, 0, {}, {}, [], 0)
     try:
         _parse_header(data, partial)

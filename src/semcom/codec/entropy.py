@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import constriction
 import numpy as np
 
-from semcom.codec.varint import Reader, encode_uvarint
+from semcom.codec.varint import Reader, as_bytes, encode_uvarint
 from semcom.errors import BitstreamError, InputError
 
 DEFAULT_MAX_SYMBOLS = 1 << 24
@@ -102,9 +102,7 @@ def _to_bytes(words: np.ndarray) -> bytes:
 
 
 def _to_words(data: bytes) -> np.ndarray:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    data = as_bytes(data)
     if data and data[-1] == 0:
         raise BitstreamError("entropy-coded data: non-canonical (ends in a zero byte)")
     padded = bytes(data) + b"\x00" * (-len(data) % 4)
@@ -123,9 +121,18 @@ def _guard(what: str, fn: Callable[[], T]) -> T:
         raise BitstreamError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from None
 
 
-def _finish(decoder: Any, what: str) -> None:
-    if not decoder.maybe_exhausted():
-        raise BitstreamError(f"{what}: trailing data after the last symbol")
+def _decode(words: np.ndarray, what: str, body: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """``body(decoder)`` on a range decoder over ``words``, which must consume every word;
+    any failure is a BitstreamError."""
+
+    def run() -> np.ndarray:
+        dec = _RangeDecoder(words)
+        out = body(dec)
+        if not dec.maybe_exhausted():
+            raise BitstreamError(f"{what}: trailing data after the last symbol")
+        return out
+
+    return _guard(what, run)
 
 
 def _model(weights: np.ndarray) -> Any:
@@ -170,16 +177,12 @@ def decode_categorical(
             raise BitstreamError(f"{what}: {len(data)} bytes where none were expected")
         return np.zeros(n, dtype=np.int64)
 
-    def run() -> np.ndarray:
-        dec = _RangeDecoder(words)
+    def body(dec: Any) -> np.ndarray:
         if p.ndim == 1:
-            out = dec.decode(_model(p), n)
-        else:
-            out = dec.decode(_Categorical(perfect=False), p)
-        _finish(dec, what)
-        return out
+            return dec.decode(_model(p), n)
+        return dec.decode(_Categorical(perfect=False), p)
 
-    return _guard(what, run).astype(np.int64)
+    return _decode(words, what, body).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- adaptive
@@ -239,14 +242,7 @@ def decode_adaptive(
         if data:
             raise BitstreamError(f"{what}: {len(data)} bytes where none were expected")
         return np.zeros(n, dtype=np.int64)
-
-    def run() -> np.ndarray:
-        dec = _RangeDecoder(words)
-        out = _adaptive_decode_from(dec, n, k)
-        _finish(dec, what)
-        return out
-
-    return _guard(what, run).astype(np.int64)
+    return _decode(words, what, lambda dec: _adaptive_decode_from(dec, n, k)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- histogram
@@ -319,9 +315,7 @@ def _encode_prefixed(prefix: int, body: Callable[[Any], None]) -> bytes:
 
 
 def _read_prefix(data: bytes, what: str) -> tuple[int, np.ndarray]:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"expected bytes, got {type(data).__name__}")
-    r = Reader(bytes(data), what=what)
+    r = Reader(as_bytes(data), what=what)
     prefix = r.uvarint()
     return prefix, _to_words(r.data[r.pos :])
 
@@ -349,29 +343,10 @@ def encode_with_histogram(symbols: Any, alphabet_size: int) -> bytes:
 
 
 def decode_with_histogram(
-    data: bytes,
-    alphabet_size: int,
-    n: int | None = None,
-    *,
-    max_symbols: int = DEFAULT_MAX_SYMBOLS,
+    data: bytes, alphabet_size: int, n: int | None = None, *, max_symbols: int = DEFAULT_MAX_SYMBOLS
 ) -> np.ndarray:
     """Inverse of :func:`encode_with_histogram` (int64). ``n``, if given, must match."""
-    k = _check_alphabet(alphabet_size)
-    what = "histogram stream"
-    total, words = _read_prefix(data, what)
-    total = _check_expected(total, n, max_symbols, what)
-    if k == 1:
-        if words.size:
-            raise BitstreamError(f"{what}: trailing bytes after the symbol count")
-        return np.zeros(total, dtype=np.int64)
-
-    def run() -> np.ndarray:
-        dec = _RangeDecoder(words)
-        out = _decode_histogram_body(dec, total, k, what)
-        _finish(dec, what)
-        return out
-
-    return _guard(what, run)
+    return _decode_counted(data, alphabet_size, n, max_symbols, auto=False)
 
 
 # --------------------------------------------------------------------------- auto
@@ -394,32 +369,32 @@ def encode_auto(symbols: Any, alphabet_size: int) -> bytes:
 
 
 def decode_auto(
-    data: bytes,
-    alphabet_size: int,
-    n: int | None = None,
-    *,
-    max_symbols: int = DEFAULT_MAX_SYMBOLS,
+    data: bytes, alphabet_size: int, n: int | None = None, *, max_symbols: int = DEFAULT_MAX_SYMBOLS
 ) -> np.ndarray:
     """Inverse of :func:`encode_auto` (int64). ``n``, if given, must match."""
+    return _decode_counted(data, alphabet_size, n, max_symbols, auto=True)
+
+
+def _decode_counted(
+    data: bytes, alphabet_size: int, n: int | None, max_symbols: int, *, auto: bool
+) -> np.ndarray:
+    """Decode a self-contained stream: varint prefix (the count, with the mode bit if
+    ``auto``), then a histogram-mode body (or, ``auto`` with mode 1, an adaptive one)."""
     k = _check_alphabet(alphabet_size)
-    what = "auto stream"
+    what = "auto stream" if auto else "histogram stream"
     prefix, words = _read_prefix(data, what)
-    total = _check_expected(prefix >> 1, n, max_symbols, what)
-    if k == 1 or total == 0:
-        if words.size or prefix & 1:
+    total = _check_expected(prefix >> 1 if auto else prefix, n, max_symbols, what)
+    adaptive = auto and bool(prefix & 1)
+    if k == 1 or (auto and total == 0):
+        if auto and (words.size or adaptive):
             raise BitstreamError(f"{what}: unexpected bytes for an empty or 1-symbol stream")
+        if words.size:
+            raise BitstreamError(f"{what}: trailing bytes after the symbol count")
         return np.zeros(total, dtype=np.int64)
-
-    def run() -> np.ndarray:
-        dec = _RangeDecoder(words)
-        if prefix & 1:
-            out = _adaptive_decode_from(dec, total, k).astype(np.int64)
-        else:
-            out = _decode_histogram_body(dec, total, k, what)
-        _finish(dec, what)
-        return out
-
-    return _guard(what, run)
+    if adaptive:
+        out = _decode(words, what, lambda dec: _adaptive_decode_from(dec, total, k))
+        return out.astype(np.int64)
+    return _decode(words, what, lambda dec: _decode_histogram_body(dec, total, k, what))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -66,13 +66,48 @@ def _any_value(rng: random.Random) -> object:
 
 # Structural mutations of a parsed message; each returns a changed Message (or None when
 # it does not apply, e.g. no sections to drop).
+Mutation = Callable[[Message, random.Random], Message | None]
 
 
-def _section_drop(m: Message, rng: random.Random) -> Message | None:
-    if not m.sections:
-        return None
-    del m.sections[rng.choice(list(m.sections))]
-    return m
+def _drop(part: str) -> Mutation:
+    """Delete a random entry of ``m.<part>`` (``"sections"`` or ``"fields"``)."""
+
+    def drop(m: Message, rng: random.Random) -> Message | None:
+        items = getattr(m, part)
+        if not items:
+            return None
+        del items[rng.choice(list(items))]
+        return m
+
+    return drop
+
+
+def _replace(part: str, value: Callable[[random.Random], object]) -> Mutation:
+    """Give a random entry of ``m.<part>`` the value ``value(rng)`` (drawn after the key)."""
+
+    def replace(m: Message, rng: random.Random) -> Message | None:
+        items = getattr(m, part)
+        if not items:
+            return None
+        key = rng.choice(list(items))
+        items[key] = value(rng)
+        return m
+
+    return replace
+
+
+def _add(part: str, names: list[str], value: Callable[[random.Random], object]) -> Mutation:
+    """Add an entry named one of ``names`` to ``m.<part>``, unless it is there already."""
+
+    def add(m: Message, rng: random.Random) -> Message | None:
+        items = getattr(m, part)
+        name = rng.choice(names)
+        if name in items:
+            return None
+        items[name] = value(rng)
+        return m
+
+    return add
 
 
 def _section_rename(m: Message, rng: random.Random) -> Message | None:
@@ -94,21 +129,6 @@ def _section_duplicate(m: Message, rng: random.Random) -> Message | None:
     return m
 
 
-def _section_add(m: Message, rng: random.Random) -> Message | None:
-    tag = rng.choice(["img", "pos", "px0", "px1", "px99", "extra"])
-    if tag in m.sections:
-        return None
-    m.sections[tag] = _rand_bytes(rng, rng.randint(0, 256))
-    return m
-
-
-def _section_empty(m: Message, rng: random.Random) -> Message | None:
-    if not m.sections:
-        return None
-    m.sections[rng.choice(list(m.sections))] = b""
-    return m
-
-
 def _section_oversize(m: Message, rng: random.Random) -> Message | None:
     if not m.sections:
         return None
@@ -121,24 +141,19 @@ def _section_oversize(m: Message, rng: random.Random) -> Message | None:
     return m
 
 
-def _section_payload_flip(m: Message, rng: random.Random) -> Message | None:
-    """Damage inside a payload that the CRC does not see (the CRC is recomputed)."""
-    tags = [t for t, v in m.sections.items() if v]
-    if not tags:
-        return None
-    tag = rng.choice(tags)
-    m.sections[tag] = _bitflip(m.sections[tag] or b"", rng)
-    return m
+def _payload(change: Callable[[bytes, random.Random], bytes]) -> Mutation:
+    """Byte-level ``change`` of a random non-empty section payload: damage that the CRC does
+    not see (the CRC is recomputed)."""
 
+    def payload(m: Message, rng: random.Random) -> Message | None:
+        tags = [t for t, v in m.sections.items() if v]
+        if not tags:
+            return None
+        tag = rng.choice(tags)
+        m.sections[tag] = change(m.sections[tag] or b"", rng)
+        return m
 
-def _section_payload_cut(m: Message, rng: random.Random) -> Message | None:
-    tags = [t for t, v in m.sections.items() if v]
-    if not tags:
-        return None
-    tag = rng.choice(tags)
-    payload = m.sections[tag] or b""
-    m.sections[tag] = payload[: rng.randrange(len(payload))]
-    return m
+    return payload
 
 
 def _section_swap(m: Message, rng: random.Random) -> Message | None:
@@ -146,21 +161,6 @@ def _section_swap(m: Message, rng: random.Random) -> Message | None:
         return None
     a, b = rng.sample(list(m.sections), 2)
     m.sections[a], m.sections[b] = m.sections[b], m.sections[a]
-    return m
-
-
-def _field_drop(m: Message, rng: random.Random) -> Message | None:
-    if not m.fields:
-        return None
-    del m.fields[rng.choice(list(m.fields))]
-    return m
-
-
-def _field_retype(m: Message, rng: random.Random) -> Message | None:
-    if not m.fields:
-        return None
-    key = rng.choice(list(m.fields))
-    m.fields[key] = _any_value(rng)  # type: ignore[assignment]
     return m
 
 
@@ -176,14 +176,6 @@ def _field_range(m: Message, rng: random.Random) -> Message | None:
     return m
 
 
-def _field_add(m: Message, rng: random.Random) -> Message | None:
-    key = rng.choice(["h", "w", "k", "q", "g", "fp", "zz", "extra"])
-    if key in m.fields:
-        return None
-    m.fields[key] = _any_value(rng)  # type: ignore[assignment]
-    return m
-
-
 def _scheme_swap(m: Message, rng: random.Random) -> Message | None:
     m.scheme = rng.choice([*SCHEME_IDS.values(), 0, 999, 65535])
     return m
@@ -194,20 +186,24 @@ _BYTE_KINDS: dict[str, Callable[[bytes, random.Random], bytes]] = {
     "truncate": _truncate,
     "extend": _extend,
 }
-_STRUCT_KINDS: dict[str, Callable[[Message, random.Random], Message | None]] = {
-    "section-drop": _section_drop,
+_STRUCT_KINDS: dict[str, Mutation] = {
+    "section-drop": _drop("sections"),
     "section-rename": _section_rename,
     "section-duplicate": _section_duplicate,
-    "section-add": _section_add,
-    "section-empty": _section_empty,
+    "section-add": _add(
+        "sections",
+        ["img", "pos", "px0", "px1", "px99", "extra"],
+        lambda rng: _rand_bytes(rng, rng.randint(0, 256)),
+    ),
+    "section-empty": _replace("sections", lambda rng: b""),
     "section-oversize": _section_oversize,
-    "section-payload-flip": _section_payload_flip,
-    "section-payload-cut": _section_payload_cut,
+    "section-payload-flip": _payload(_bitflip),
+    "section-payload-cut": _payload(_truncate),
     "section-swap": _section_swap,
-    "field-drop": _field_drop,
-    "field-retype": _field_retype,
+    "field-drop": _drop("fields"),
+    "field-retype": _replace("fields", _any_value),
     "field-range": _field_range,
-    "field-add": _field_add,
+    "field-add": _add("fields", ["h", "w", "k", "q", "g", "fp", "zz", "extra"], _any_value),
     "scheme-swap": _scheme_swap,
 }
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError, features
 
+from semcom.codec.varint import as_bytes
 from semcom.errors import BitstreamError, InputError
 
 __all__ = [
@@ -407,11 +408,9 @@ def decode_image(data: bytes, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     fmt = _normalise_fmt(fmt)
     _check_available(fmt)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"data must be bytes, got {type(data).__name__}")
+    data = as_bytes(data, "data must be bytes")
     if not _is_int(max_pixels) or max_pixels < 1:
         raise InputError(f"max_pixels must be a positive int, got {max_pixels!r}")
-    data = bytes(data)
     _check_container(data, fmt, max_pixels)
     try:
         with warnings.catch_warnings():

@@ -1,4 +1,5 @@
-"""LEB128 varints (unsigned and zigzag-signed) and a bounds-checked byte reader.
+"""LEB128 varints (unsigned and zigzag-signed), a bounds-checked byte reader, and
+:func:`as_bytes`, the check every parser of bytes makes of its input.
 
 Unsigned varints carry 7 bits per byte, least significant group first, high bit set on
 every byte but the last. They are capped at 10 bytes / 64 bits, and only the shortest
@@ -13,6 +14,18 @@ MAX_VARINT_BYTES = 10
 U64_MAX = (1 << 64) - 1
 I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
+
+
+def as_bytes(data: object, problem: str = "expected bytes") -> bytes:
+    """``data`` as ``bytes`` (``bytes`` itself, or a copy of a ``bytearray`` / ``memoryview``).
+
+    Anything else raises :class:`InputError` ``"{problem}, got {type name}"``.
+    """
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise InputError(f"{problem}, got {type(data).__name__}")
 
 
 def encode_uvarint(value: int) -> bytes:

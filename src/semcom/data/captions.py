@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from semcom.data.images import Size, parse_size, read_image
+from semcom.data.folders import _directory, _ImageFiles
+from semcom.data.images import Size, parse_size
 from semcom.errors import InputError
 
 CAPTION_SPLITS = ("all", "train", "val", "test")
@@ -51,18 +51,26 @@ def collate_captions(batch: Sequence[tuple[Tensor, list[str]]]) -> tuple[Tensor,
     return torch.stack([img for img, _ in batch]), [list(caps) for _, caps in batch]
 
 
-class _CaptionDataset(Dataset):
+def _chosen(explicit: str | Path | None, defaults: Sequence[Path], what: str, is_dir: bool) -> Path:
+    """``explicit`` if given, else the first of ``defaults`` that exists."""
+    return Path(explicit) if explicit is not None else _first_existing(defaults, what, is_dir)
+
+
+def _image_folder(explicit: str | Path | None, defaults: Sequence[Path], what: str) -> Path:
+    """The image folder: ``explicit`` or the first existing default; must be a directory."""
+    folder = _chosen(explicit, defaults, what, True)
+    if not folder.is_dir():
+        raise InputError(f"{what}: image folder {folder} is not a directory")
+    return folder
+
+
+class _CaptionDataset(_ImageFiles):
     """Shared storage: ``samples`` is a list of ``(image path, captions)``."""
 
     samples: list[tuple[Path, list[str]]]
-    size: tuple[int, int] | None
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, list[str]]:
-        path, caps = self.samples[index]
-        return read_image(path, self.size), list(caps)
+    def _target(self, target: list[str]) -> list[str]:
+        return list(target)
 
 
 class Flickr8kDataset(_CaptionDataset):
@@ -87,24 +95,14 @@ class Flickr8kDataset(_CaptionDataset):
         captions_file: str | Path | None = None,
         images_dir: str | Path | None = None,
     ) -> None:
-        base = Path(root).expanduser()
-        if not base.is_dir():
-            raise InputError(f"flickr8k: {base} is not a directory")
+        base = _directory(root, "flickr8k")
         if split not in CAPTION_SPLITS:
             raise InputError(f"flickr8k: split must be one of {CAPTION_SPLITS}, got {split!r}")
         self.size = parse_size(size)
-        csv_path = (
-            Path(captions_file)
-            if captions_file is not None
-            else _first_existing([base / "captions.txt", base / "captions.csv"], "flickr8k", False)
+        csv_path = _chosen(
+            captions_file, [base / "captions.txt", base / "captions.csv"], "flickr8k", False
         )
-        img_dir = (
-            Path(images_dir)
-            if images_dir is not None
-            else _first_existing([base / "Images", base / "images", base], "flickr8k", True)
-        )
-        if not img_dir.is_dir():
-            raise InputError(f"flickr8k: image folder {img_dir} is not a directory")
+        img_dir = _image_folder(images_dir, [base / "Images", base / "images", base], "flickr8k")
         grouped = self._parse(csv_path)
         self.samples = [
             (img_dir / name, caps)
@@ -163,30 +161,19 @@ class CocoCaptionsDataset(_CaptionDataset):
         annotations_file: str | Path | None = None,
         images_dir: str | Path | None = None,
     ) -> None:
-        base = Path(root).expanduser()
-        if not base.is_dir():
-            raise InputError(f"coco-captions: {base} is not a directory")
+        base = _directory(root, "coco-captions")
         self.size = parse_size(size)
         years = ("2017", "2014")
-        ann = (
-            Path(annotations_file)
-            if annotations_file is not None
-            else _first_existing(
-                [base / "annotations" / f"captions_{split}{y}.json" for y in years]
-                + [base / f"captions_{split}{y}.json" for y in years],
-                "coco-captions",
-                False,
-            )
+        ann = _chosen(
+            annotations_file,
+            [base / "annotations" / f"captions_{split}{y}.json" for y in years]
+            + [base / f"captions_{split}{y}.json" for y in years],
+            "coco-captions",
+            False,
         )
-        img_dir = (
-            Path(images_dir)
-            if images_dir is not None
-            else _first_existing(
-                [base / f"{split}{y}" for y in years] + [base / "images"], "coco-captions", True
-            )
+        img_dir = _image_folder(
+            images_dir, [base / f"{split}{y}" for y in years] + [base / "images"], "coco-captions"
         )
-        if not img_dir.is_dir():
-            raise InputError(f"coco-captions: image folder {img_dir} is not a directory")
         self.samples = [(img_dir / name, caps) for name, caps in self._parse(ann)]
         if not self.samples:
             raise InputError(f"coco-captions: {ann} has no captioned images")

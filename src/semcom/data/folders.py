@@ -13,6 +13,7 @@ A missing or malformed root raises :class:`~semcom.errors.InputError` at constru
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -65,7 +66,25 @@ def _read_lines(path: Path, what: str) -> list[str]:
     return text.splitlines()
 
 
-class ImageFolderDataset(Dataset):
+class _ImageFiles(Dataset):
+    """Map-style dataset over ``samples``, ``(image path, target)`` pairs: an item is the
+    image read (resized to ``size``) and :meth:`_target` of the target."""
+
+    samples: list[tuple[Path, Any]]
+    size: tuple[int, int] | None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Any]:
+        path, target = self.samples[index]
+        return read_image(path, self.size), self._target(target)
+
+    def _target(self, target: Any) -> Any:
+        return target
+
+
+class ImageFolderDataset(_ImageFiles):
     """Images in ``root/<class name>/...`` (any depth, any extension Pillow reads).
 
     Classes are the sub-folder names, sorted; items are ``(image uint8 (3, H, W), label int)``.
@@ -85,15 +104,8 @@ class ImageFolderDataset(Dataset):
         if not self.samples:
             raise InputError(f"image folder: no image files under {self.root}")
 
-    def __len__(self) -> int:
-        return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        path, label = self.samples[index]
-        return read_image(path, self.size), label
-
-
-class TinyImageNetDataset(Dataset):
+class TinyImageNetDataset(_ImageFiles):
     """Tiny-ImageNet-200, split "train" or "val"; items ``(image uint8 (3, H, W), label int)``.
 
     ``root`` is the folder holding ``wnids.txt`` (or its parent holding
@@ -165,15 +177,8 @@ class TinyImageNetDataset(Dataset):
             samples.append((path, index[wnid]))
         return samples
 
-    def __len__(self) -> int:
-        return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        path, label = self.samples[index]
-        return read_image(path, self.size), label
-
-
-class CamVidDataset(Dataset):
+class CamVidDataset(_ImageFiles):
     """CamVid in the SegNet layout; items ``(image uint8 (3, H, W), mask int64 (H, W))``.
 
     ``root/<split>/`` holds images (any extension Pillow reads) and ``root/<split>annot/``
@@ -199,9 +204,6 @@ class CamVidDataset(Dataset):
         self.root, self.split, self.size = base, split, parse_size(size)
         self.classes = list(CAMVID_CLASSES)
         self.num_classes = len(CAMVID_CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         img_path, label_path = self.samples[index]

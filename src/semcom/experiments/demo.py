@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from semcom.errors import InputError
-from semcom.experiments.sweep import (
-    EvalSet,
-    Judges,
-    SweepConfig,
-    run_sweep,
-    synthetic_evalset,
-    zoo_judges,
-)
+from semcom.experiments.sweep import EvalSet, SweepConfig, run_sweep, synthetic_evalset
 
 
 def available_schemes() -> list[str]:
@@ -76,25 +70,46 @@ def run_demo(
     progress: bool = True,
 ) -> Path:
     """The main job on the synthetic world; returns the report's index.html."""
-    from semcom.experiments.report import print_summary, write_report
     from semcom.experiments.samples import reconstruction_figure
+    from semcom.judges import default_judges
 
     evalset = synthetic_evalset(n_images, seed=seed)
-    judges = zoo_judges()
+    judges = default_judges()
     schemes = [s for s in available_schemes() if s not in DEMO_SKIP]
     schemes += [s for s in DEMO_EXTRA if s.split("[", 1)[0] in schemes]
     config = SweepConfig(schemes=schemes, channels=list(channels), seed=seed)
     records = run_sweep(config, evalset, judges, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     fig = reconstruction_figure(evalset.images[:6], config.schemes, out / "samples.png")
-    extra: list = [("Sample reconstructions", fig)]
-    att = patch_figure(config.schemes, evalset.images[:5], out / "attention.png")
+    return publish(
+        records, out, config.schemes, evalset, [("Sample reconstructions", fig)], DEMO_ANCHOR
+    )
+
+
+def publish(
+    records: Sequence[Any],
+    out: Path,
+    schemes: Sequence[str],
+    evalset: EvalSet,
+    extra: list,
+    anchor: str | None,
+) -> Path:
+    """Write the report of ``records`` into ``out`` (with the attention figure when a
+    patch scheme ran, after the ``extra`` sections), print the summary; the index.html."""
+    from semcom.experiments.report import print_summary, write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    att = patch_figure(schemes, evalset.images[:5], out / "attention.png")
     if att is not None:
-        extra.append(("Attention-guided patch transmission", att))
-    index = write_report(records, out, extra_sections=extra, screenshot=True)
-    print_summary(records)
+        extra = [*extra, ("Attention-guided patch transmission", att)]
+    index = write_report(records, out, extra_sections=extra, screenshot=True, anchor_scheme=anchor)
+    print_summary(records, anchor_scheme=anchor)
     print(f"report: {index}")
     return index
+
+
+#: The demo's BD-rate anchor: the codec every reader knows.
+DEMO_ANCHOR = "jpeg"
 
 
 def _real_evalset(
@@ -129,6 +144,39 @@ def _real_evalset(
     )
 
 
+def bench_judges(
+    specs: Sequence[str],
+    dataset: str,
+    size: int,
+    classifier: Path | None = None,
+    segmenter: Path | None = None,
+    ft_classifier: Path | None = None,
+) -> list:
+    """The judges of a bench run: PSNR and SSIM, then the ``--judge`` specs; without any,
+    the zoo's on 64 x 64 synthetic data. ``--classifier`` / ``--segmenter`` /
+    ``--ft-classifier`` stand for ``classifier=`` (with ``featdist=``), ``segmenter=`` and
+    a fine-tuned classifier judge (metric ``accuracy_ft``) and replace the zoo's."""
+    from semcom.judges import create_judge, default_judges, formula_judges
+
+    files = bool(classifier or segmenter or ft_classifier)
+    if specs:
+        judges = formula_judges() + [create_judge(s) for s in specs]
+    elif dataset == "synthetic" and size == 64 and not files:
+        judges = default_judges()
+    else:
+        judges = formula_judges()
+    if classifier is not None:
+        judges += [create_judge(f"featdist={classifier}"), create_judge(f"classifier={classifier}")]
+    if segmenter is not None:
+        judges.append(create_judge(f"segmenter={segmenter}"))
+    if ft_classifier is not None:
+        ft = create_judge(f"classifier={ft_classifier}")
+        ft.metrics = ("accuracy_ft",)
+        judges.append(ft)
+    seen: set[str] = set()
+    return [j for j in judges if not (j.name in seen or seen.add(j.name))]  # type: ignore[func-returns-value]
+
+
 def run_bench(
     schemes: Sequence[str],
     channels: Sequence[str],
@@ -144,12 +192,18 @@ def run_bench(
     out: Path,
     progress: bool = True,
     ft_classifier: Path | None = None,
-) -> Path:
-    """The sweep on any dataset; returns the report's index.html."""
+    judges: Sequence[str] = (),
+    anchor: str | None = None,
+    batch_size: int = 128,
+    workers: int = 1,
+) -> Path | None:
+    """The sweep on any dataset; returns the report's index.html (None on the processes
+    of a multi-process run other than the first, which writes it).
+
+    ``workers`` > 1 starts that many local processes; under ``torchrun`` the processes
+    it started share the work (:mod:`semcom.experiments.distributed`)."""
     from semcom.channel import create_channel
-    from semcom.experiments.report import print_summary, write_report
-    from semcom.metrics import FeatureDistance
-    from semcom.models.checkpoint import load_checkpoint
+    from semcom.experiments.distributed import group_from_env, spawn
     from semcom.schemes import create_scheme
 
     labels = []
@@ -163,34 +217,38 @@ def run_bench(
             sch.validate_rate(r)
     for c in channels:
         create_channel(c, seed=seed)
+    if anchor is not None and anchor not in labels:
+        raise InputError(f"--anchor {anchor!r} is not one of the schemes: {', '.join(labels)}")
     if dataset == "synthetic":
         evalset = synthetic_evalset(n_images, size=size, split=split, seed=seed)
-        use_zoo = size == 64 and not (classifier or segmenter or ft_classifier)
-        judges = zoo_judges() if use_zoo else Judges()
     else:
         evalset = _real_evalset(dataset, data_root, split, n_images, size, seed)
-        judges = Judges()
-    if classifier is not None:
-        judges.classifier = load_checkpoint(classifier)[0].eval()
-        if hasattr(judges.classifier, "features"):
-            judges.featdist = FeatureDistance(judges.classifier.features, name=classifier.stem)
-    if segmenter is not None:
-        judges.segmenter = load_checkpoint(segmenter)[0].eval()
-    if ft_classifier is not None:
-        judges.classifier_ft = load_checkpoint(ft_classifier)[0].eval()
+    judge_list = bench_judges(judges, dataset, size, classifier, segmenter, ft_classifier)
     config = SweepConfig(
         schemes=list(schemes),
         channels=list(channels),
         rates={label: list(rates) for label in labels} if rates else {},
         seed=seed,
+        batch_size=batch_size,
     )
-    records = run_sweep(config, evalset, judges, progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    extra: list = []
-    att = patch_figure(config.schemes, evalset.images[:5], out / "attention.png")
-    if att is not None:
-        extra.append(("Attention-guided patch transmission", att))
-    index = write_report(records, out, extra_sections=extra, screenshot=True)
-    print_summary(records)
-    print(f"report: {index}")
-    return index
+    job = (config, evalset, judge_list, out, progress, anchor)
+    if workers > 1:
+        spawn(workers, _bench_job, *job)
+        return out / "index.html"
+    return _bench_job(group_from_env(), *job)
+
+
+def _bench_job(
+    group: Any,
+    config: SweepConfig,
+    evalset: EvalSet,
+    judges: Sequence[Any],
+    out: Path,
+    progress: bool,
+    anchor: str | None,
+) -> Path | None:
+    """One process's part of a bench run; the first process writes the report."""
+    records = run_sweep(config, evalset, judges, progress=progress, group=group)
+    if group.rank != 0:
+        return None
+    return publish(records, out, config.schemes, evalset, [], anchor)

@@ -16,19 +16,23 @@ import json
 import math
 import numbers
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from semcom.errors import InputError
+from semcom.vocabulary import ROLES
 
 __all__ = [
+    "LEGACY_ROLES",
     "LOWER_IS_BETTER",
     "METRIC_ORDER",
+    "ROLES",
     "PointRecord",
     "current_git_commit",
     "higher_is_better",
+    "legacy_role",
     "metric_sort_key",
     "now_iso",
     "to_json_safe",
@@ -48,8 +52,32 @@ METRIC_ORDER: tuple[str, ...] = (
 )
 
 
-def higher_is_better(metric: str) -> bool:
-    """True unless ``metric`` starts with one of :data:`LOWER_IS_BETTER`."""
+#: ``(role, family)`` of the schemes that results written before records carried a role
+#: name (read only by :meth:`PointRecord.from_dict` for such files; new records carry
+#: what the scheme declares).
+LEGACY_ROLES: dict[str, tuple[str, str]] = {
+    "raw": ("reference", "raw"),
+    "jpeg": ("baseline", "classical-codec"),
+    "webp": ("baseline", "classical-codec"),
+    "avif": ("baseline", "classical-codec"),
+}
+
+
+def legacy_role(scheme: str) -> tuple[str, str]:
+    """``(role, family)`` of a record written without them, from its scheme's name."""
+    base = scheme.split("[", 1)[0]
+    if base in LEGACY_ROLES:
+        return LEGACY_ROLES[base]
+    if base.startswith("patch"):
+        return ("proposed", "attention-patch")
+    return ("proposed", base)
+
+
+def higher_is_better(metric: str, lower: Iterable[str] = ()) -> bool:
+    """False when ``metric`` is in ``lower`` (what the records' judges declared lower-is-
+    better) or starts with one of :data:`LOWER_IS_BETTER`, else True."""
+    if metric in set(lower):
+        return False
     return not any(metric.startswith(prefix) for prefix in LOWER_IS_BETTER)
 
 
@@ -185,6 +213,17 @@ class PointRecord:
     of images whose message exceeded that budget (0 when there is none). The report marks
     points with ``over_budget > 0`` and leaves them out of BD-rate comparisons. Both are
     optional in ``from_dict`` (results written before they existed load as None / 0).
+
+    ``role`` (one of :data:`ROLES`) and ``family`` (e.g. ``"classical-codec"``,
+    ``"attention-patch"``) are what the scheme declares; the report groups and compares
+    by them, never by scheme names. ``cost`` holds other costs than bytes, by name (e.g.
+    ``{"patch_fraction": 0.25}``, a paper's own cost measure). ``messages`` describes the
+    sessions: ``{"mean": messages per image, "max": ..., "bytes_per_step": [mean bytes of
+    the k-th message over the sessions that sent one, ...], "sessions_per_step": [...]}``
+    (``mean_bytes`` is the mean *sum* over a session's messages). ``judges`` names, per
+    metric, who produced it (``"receiver"`` for a receiver's own answers, else the judge);
+    ``lower_is_better`` the metrics whose judge declared smaller values better (the report
+    reads directions through :func:`higher_is_better` with it).
     """
 
     scheme: str
@@ -208,6 +247,12 @@ class PointRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     target_bytes: float | None = None
     over_budget: float = 0.0
+    role: str = ""
+    family: str = ""
+    cost: dict[str, float] = field(default_factory=dict)
+    messages: dict[str, Any] = field(default_factory=dict)
+    judges: dict[str, str] = field(default_factory=dict)
+    lower_is_better: list[str] = field(default_factory=list)
 
     REQUIRED = (
         "scheme", "settings", "rate_label", "channel", "channel_config", "dataset", "split",
@@ -215,7 +260,10 @@ class PointRecord:
         "failure_rate", "timing", "version", "git_commit", "created",
     )  # fmt: skip
     #: Fields ``from_dict`` accepts but does not require (with their defaults).
-    OPTIONAL = ("target_bytes", "over_budget", "extra")
+    OPTIONAL = (
+        "target_bytes", "over_budget", "extra", "role", "family", "cost", "messages", "judges",
+        "lower_is_better",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         # numpy / torch scalars from the sweep become plain numbers (clean JSON and CSV)
@@ -242,8 +290,21 @@ class PointRecord:
         ):
             msg = f"record field 'target_bytes' must be > 0 or None, got {self.target_bytes}"
             raise InputError(msg)
+        if not self.role or not self.family:  # built without them: from the name
+            role, family = legacy_role(self.scheme)
+            self.role, self.family = self.role or role, self.family or family
+        if self.role not in ROLES:
+            msg = f"record field 'role' must be one of {', '.join(ROLES)}, got {self.role!r}"
+            raise InputError(msg)
+        try:
+            self.cost = {str(k): float(_plain(v)) for k, v in self.cost.items()}
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"invalid record cost: {exc}") from None
+        self.judges = {str(k): str(v) for k, v in self.judges.items()}
+        self.lower_is_better = sorted({str(m) for m in self.lower_is_better})
         self.settings = to_json_safe(self.settings)
         self.channel_config = to_json_safe(self.channel_config)
+        self.messages = to_json_safe(self.messages)
         if not self.version:
             from semcom import __version__
 
@@ -270,6 +331,12 @@ class PointRecord:
             "failure_rate": self.failure_rate,
             "target_bytes": self.target_bytes,
             "over_budget": self.over_budget,
+            "role": self.role,
+            "family": self.family,
+            "cost": dict(self.cost),
+            "messages": dict(self.messages),
+            "judges": dict(self.judges),
+            "lower_is_better": list(self.lower_is_better),
             "timing": dict(self.timing),
             "version": self.version,
             "git_commit": self.git_commit,
@@ -306,8 +373,20 @@ class PointRecord:
             if target <= 0:
                 raise InputError(f"record field 'target_bytes' must be > 0 or null, got {target}")
         over = _float(data, "over_budget", hi=1.0) if "over_budget" in data else 0.0
+        scheme = _str(data, "scheme")
+        role, family = legacy_role(scheme)
+        if "role" in data:
+            role = _str(data, "role")
+        if "family" in data:
+            family = _str(data, "family")
+        judges = _json_dict(data, "judges") if "judges" in data else {}
+        if not all(isinstance(v, str) for v in judges.values()):
+            raise InputError("record field 'judges' must map metric names to strings")
+        lower = data.get("lower_is_better", [])
+        if not isinstance(lower, list) or not all(isinstance(m, str) for m in lower):
+            raise InputError("record field 'lower_is_better' must be a list of metric names")
         return cls(
-            scheme=_str(data, "scheme"),
+            scheme=scheme,
             settings=_json_dict(data, "settings"),
             rate_label=_str(data, "rate_label", allow_empty=True),
             channel=_str(data, "channel"),
@@ -328,4 +407,10 @@ class PointRecord:
             extra=_json_dict(data, "extra") if "extra" in data else {},
             target_bytes=target,
             over_budget=over,
+            role=role,
+            family=family,
+            cost=_number_dict(data, "cost") if "cost" in data else {},
+            messages=_json_dict(data, "messages") if "messages" in data else {},
+            judges=judges,
+            lower_is_better=lower,
         )

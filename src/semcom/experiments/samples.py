@@ -24,26 +24,21 @@ def _row_label(name: str, rate_label: str = "") -> str:
 def reconstruction_rows(images: torch.Tensor, schemes: Sequence[str]) -> list[Row]:
     """The rows of :func:`reconstruction_figure`, in order: the originals, then one row
     per scheme of ``schemes`` (in that order) at its lowest default rate."""
-    from semcom.errors import BitstreamError, BudgetError
     from semcom.schemes import create_scheme
+    from semcom.schemes.session import run_session
 
     rows: list[Row] = [("original", list(images), [])]
     for name in schemes:
         sch = create_scheme(name)
+        if "x_hat" not in sch.outputs:
+            continue  # nothing to show: the receiver does not reconstruct
         rate = sch.default_rates[0]
         outs, sizes = [], []
         for img in images:
-            over = ""
-            try:
-                msg = sch.compress(img, rate)
-            except BudgetError as exc:  # a byte budget it cannot meet: its smallest message
-                msg = exc.message
-                over = f" (> {rate:g})"
-            try:
-                outs.append(sch.decompress(msg)["x_hat"])
-            except BitstreamError:
-                outs.append(torch.zeros_like(img))
-            sizes.append(f"{len(msg):,} B{over}")
+            tx, got = run_session(sch, img, rate)  # a budget it cannot meet: its smallest
+            over = f" (> {rate:g})" if sch.rate_unit == "bytes" and tx.n_bytes > rate else ""
+            outs.append(got.x_hat if got.x_hat is not None else torch.zeros_like(img))
+            sizes.append(f"{tx.n_bytes:,} B{over}")
         rows.append((_row_label(name, sch.rate_label(rate)), outs, sizes))
     return rows
 
@@ -134,8 +129,9 @@ def attention_figure(
         sch = att if name == attention else create_scheme(name, **kw)
         msgs = sch.compress_batch(images, rate)
         res = sch.decompress_batch(msgs)
-        sent = [r["sparse"] if isinstance(r, dict) else torch.zeros_like(images[0]) for r in res]
-        recs = [r["x_hat"] if isinstance(r, dict) else torch.zeros_like(images[0]) for r in res]
+        blank = torch.zeros_like(images[0])
+        sent = [blank if isinstance(r, BaseException) else r.aux["sparse"] for r in res]
+        recs = [blank if isinstance(r, BaseException) else r.x_hat for r in res]
         sizes = [f"{len(m)} B" for m in msgs]
         label = sch.label.removeprefix("patch-")
         columns.append((f"{label}: sent (r={rate:g})", sent, sizes))

@@ -1,27 +1,31 @@
 """The sweep: schemes x rate settings x channel conditions -> one record per point.
 
-Data flows one way: the dataset's images go through ``scheme.compress`` (transmitter),
-each message through a seeded channel, then ``scheme.decompress`` (receiver); the task
-models judge what the receiver got. A message the receiver cannot decode counts as a
-failure and is judged on the fallback output (a mid-grey image), so task metrics stay
-honest about losses.
+Data flows one way: each image goes through the scheme's transmitter (a session of zero,
+one or several messages), each message through a seeded channel, then the scheme's
+stateful receiver; the receivers' final answers are scored (:mod:`semcom.judges.scoring`:
+their own logits / segmentation directly, reconstructions by the judges). A session
+without a usable answer counts as a failure and is scored on a fallback, so task
+metrics stay honest about losses.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import semcom
 from semcom.errors import BudgetError, InputError
-from semcom.experiments.records import PointRecord
+from semcom.experiments.distributed import LOCAL, Group
+from semcom.experiments.records import PointRecord, current_git_commit, now_iso
+
+if TYPE_CHECKING:
+    from semcom.judges import Judge
+    from semcom.schemes.base import Scheme
+    from semcom.schemes.session import Decoded, Transmission
 
 
 @dataclass
@@ -41,21 +45,6 @@ class EvalSet:
 
 
 @dataclass
-class Judges:
-    """The receiver-side task models (frozen) and the perceptual-distance backbone.
-
-    ``classifier`` gives the ``accuracy`` metric; ``classifier_ft`` (optional) is a
-    classifier fine-tuned on masked / reconstructed images (the zoo's
-    ``shape-classifier-ft``) and gives ``accuracy_ft`` on the same outputs.
-    """
-
-    classifier: torch.nn.Module | None = None
-    segmenter: torch.nn.Module | None = None
-    featdist: Any = None  # semcom.metrics.FeatureDistance or None
-    classifier_ft: torch.nn.Module | None = None
-
-
-@dataclass
 class SweepConfig:
     schemes: Sequence[str]
     channels: Sequence[str] = ("ideal",)
@@ -64,21 +53,6 @@ class SweepConfig:
     )  # per scheme; default: scheme.default_rates
     seed: int = 0
     batch_size: int = 128
-
-
-def git_commit() -> str | None:
-    """Short hash of the checkout semcom runs from, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def synthetic_evalset(n: int, size: int = 64, split: str = "test", seed: int = 0) -> EvalSet:
@@ -90,123 +64,187 @@ def synthetic_evalset(n: int, size: int = 64, split: str = "test", seed: int = 0
     return EvalSet(batch.images, batch.labels, batch.masks, "synthetic", split, seed)
 
 
-def zoo_judges(featdist: bool = True, finetuned: bool = True) -> Judges:
-    """The zoo's classifier, segmenter and fine-tuned classifier (each if present), frozen,
-    with a deep-feature distance on the classifier's features."""
-    from semcom.metrics import FeatureDistance
-    from semcom.models.zoo import list_zoo, load_pretrained
-
-    zoo = set(list_zoo())
-    clf = load_pretrained("shape-classifier").eval() if "shape-classifier" in zoo else None
-    seg = load_pretrained("shape-segmenter").eval() if "shape-segmenter" in zoo else None
-    fd = FeatureDistance(clf.features, name="semcom-classifier") if featdist and clf else None
-    ft = None
-    if finetuned and "shape-classifier-ft" in zoo:
-        ft = load_pretrained("shape-classifier-ft").eval()
-    return Judges(clf, seg, fd, ft)
-
-
-@torch.no_grad()
-def judge(
-    evalset: EvalSet, x_hat: torch.Tensor, judges: Judges, batch_size: int = 128
-) -> dict[str, float]:
-    """Task metrics of reconstructions ``x_hat`` uint8 ``(N, 3, H, W)`` against ``evalset``."""
-    from semcom.data import to_float
-    from semcom.metrics import SegmentationMeter, psnr, ssim
-
-    n = x_hat.shape[0]
-    sums: dict[str, float] = {"psnr": 0.0, "ssim": 0.0}
-    correct = correct_ft = 0
-    meter = None
-    fd_name = None
-    for lo in range(0, n, batch_size):
-        xb = to_float(x_hat[lo : lo + batch_size])
-        ref = to_float(evalset.images[lo : lo + batch_size])
-        sums["psnr"] += float(psnr(xb, ref).clamp(max=100.0).sum())
-        sums["ssim"] += float(ssim(xb, ref).sum())
-        if judges.featdist is not None:
-            fd_name = judges.featdist.name
-            sums[fd_name] = sums.get(fd_name, 0.0) + float(judges.featdist(xb, ref).sum())
-        if judges.classifier is not None and evalset.labels is not None:
-            pred = judges.classifier(xb).argmax(1)
-            correct += int((pred == evalset.labels[lo : lo + batch_size]).sum())
-        if judges.classifier_ft is not None and evalset.labels is not None:
-            pred = judges.classifier_ft(xb).argmax(1)
-            correct_ft += int((pred == evalset.labels[lo : lo + batch_size]).sum())
-        if judges.segmenter is not None and evalset.masks is not None:
-            seg_logits = judges.segmenter(xb)  # (B, C + 1, H, W)
-            if meter is None:
-                meter = SegmentationMeter(num_classes=seg_logits.shape[1])
-            meter.update(seg_logits.argmax(1), evalset.masks[lo : lo + batch_size])
-    out = {k: v / n for k, v in sums.items()}
-    if judges.classifier is not None and evalset.labels is not None:
-        out["accuracy"] = correct / n
-    if judges.classifier_ft is not None and evalset.labels is not None:
-        out["accuracy_ft"] = correct_ft / n
-    if meter is not None:
-        seg = meter.compute()
-        out["miou"] = float(seg["miou"])
-        out["pixel_accuracy"] = float(seg["pixel_accuracy"])
-    return out
-
-
-def encode_all(scheme: Any, images: torch.Tensor, rate: float) -> list[bytes]:
-    """Messages of ``images`` uint8 ``(N, 3, H, W)`` at ``rate``. An image whose byte budget
-    the scheme cannot meet (:class:`~semcom.errors.BudgetError`) is sent as the smallest
-    message the scheme can make, and :func:`run_point` marks the point as over budget."""
-    if byte_budget(scheme, rate) is None:  # no budget to miss: the vectorised path
-        return scheme.compress_batch(images, rate)
-    out = []
-    for img in images:
-        try:
-            out.append(scheme.compress(img, rate))
-        except BudgetError as exc:
-            out.append(exc.message)
-    return out
-
-
-def byte_budget(scheme: Any, rate: float) -> float | None:
+def byte_budget(scheme: Scheme, rate: float) -> float | None:
     """The byte budget a rate setting is (codecs), else None (patch fractions, bpp)."""
     return float(rate) if getattr(scheme, "rate_unit", None) == "bytes" else None
 
 
+def transmit_all(scheme: Scheme, images: torch.Tensor, rate: float) -> list[Transmission]:
+    """Transmissions of ``images`` uint8 ``(N, 3, H, W)`` at ``rate``. An image whose byte
+    budget the scheme cannot meet (:class:`~semcom.errors.BudgetError`) is sent as the
+    smallest message the scheme can make, and :func:`run_point` marks the point as over
+    budget."""
+    from semcom.schemes.session import Transmission
+
+    if byte_budget(scheme, rate) is None:  # no budget to miss: the vectorised path
+        return scheme.transmit_batch(images, rate)
+    out = []
+    for img in images:
+        try:
+            out.append(scheme.transmit(img, rate))
+        except BudgetError as exc:
+            out.append(Transmission([exc.message]))
+    return out
+
+
+def encode_all(scheme: Scheme, images: torch.Tensor, rate: float) -> list[bytes]:
+    """Every message of :func:`transmit_all`, session after session, in order (for a
+    single-message scheme: one per image)."""
+    return [m for tx in transmit_all(scheme, images, rate) for m in tx.messages]
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    return [range(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+def transmit_shared(
+    scheme: Scheme, images: torch.Tensor, rate: float, batch_size: int, group: Group
+) -> tuple[list[Transmission], float]:
+    """:func:`transmit_all` in chunks of ``batch_size`` images, each chunk by one process of
+    ``group``; every process gets all transmissions (in image order) and the transmitter's
+    CPU time per image (ms, summed over processes)."""
+    mine: dict[int, list[Transmission]] = {}
+    t0 = time.perf_counter()
+    for c, idx in enumerate(_chunks(images.shape[0], batch_size)):
+        if group.owns(c):
+            mine[c] = transmit_all(scheme, images[idx.start : idx.stop], rate)
+    spent = time.perf_counter() - t0
+    parts = group.all_gather((mine, spent))
+    merged = {c: tx for part, _ in parts for c, tx in part.items()}
+    out = [tx for c in sorted(merged) for tx in merged[c]]
+    return out, sum(t for _, t in parts) * 1000 / max(1, images.shape[0])
+
+
+@dataclass
+class Delivery:
+    """What one channel condition did to every session of one (scheme, rate) point.
+
+    ``finals`` holds each image's final answer (in image order); ``sent`` the messages
+    each session sent (a session stops when its receiver is satisfied); ``bytes`` the
+    bytes each session sent; ``channel_bytes`` what the channel carried in all.
+    """
+
+    finals: list[Decoded | None]
+    sent: list[int]
+    bytes: list[int]
+    channel_bytes: int
+    decode_ms: float
+    bytes_per_step: list[float] = field(default_factory=list)
+    sessions_per_step: list[int] = field(default_factory=list)
+
+
+def deliver(
+    scheme: Scheme,
+    transmissions: Sequence[Transmission],
+    channel_spec: str,
+    seed: int,
+    batch_size: int = 128,
+    group: Group | None = None,
+) -> Delivery:
+    """Send every session's messages over a fresh ``channel_spec`` channel seeded ``seed``,
+    step by step (the k-th message of every session still sending, in image order), into
+    one receiver per session; a session stops after the message its receiver is satisfied
+    with. Receivers run in chunks of ``batch_size`` sessions, each chunk on one process
+    of ``group`` (every process applies the channel to every message, so the channel's
+    random draws do not depend on the number of processes)."""
+    from semcom.channel import create_channel
+    from semcom.schemes.session import receive_all
+
+    group = group or LOCAL
+    channel = create_channel(channel_spec, seed=seed)
+    n = len(transmissions)
+    owner = {i: group.owns(c) for c, idx in enumerate(_chunks(n, batch_size)) for i in idx}
+    receivers = {i: scheme.open_receiver() for i in range(n) if owner[i]}
+    sent, nbytes = [0] * n, [0] * n
+    out = Delivery([None] * n, sent, nbytes, 0, 0.0)
+    active = [i for i in range(n) if transmissions[i].messages]
+    spent = 0.0
+    k = 0
+    while active:
+        msgs = [transmissions[i].messages[k] for i in active]
+        received = [channel(m) for m in msgs]
+        out.channel_bytes += sum(rx.channel_bytes for rx in received)
+        out.bytes_per_step.append(sum(len(m) for m in msgs) / len(msgs))
+        out.sessions_per_step.append(len(active))
+        for i, m in zip(active, msgs, strict=True):
+            sent[i] += 1
+            nbytes[i] += len(m)
+        satisfied: dict[int, bool] = {}
+        t0 = time.perf_counter()
+        local = [(i, rx) for i, rx in zip(active, received, strict=True) if owner[i]]
+        for lo in range(0, len(local), batch_size):
+            part = local[lo : lo + batch_size]
+            results = receive_all(
+                scheme,
+                [receivers[i] for i, _ in part],
+                [rx.data for _, rx in part],
+                [rx.erasures for _, rx in part],
+            )
+            for (i, _), res in zip(part, results, strict=True):
+                satisfied[i] = not isinstance(res, BaseException) and res.satisfied
+        spent += time.perf_counter() - t0
+        if not scheme.single_message:  # a single message ends its session anyway
+            for part in group.all_gather(satisfied):
+                satisfied.update(part)
+        k += 1
+        active = [i for i in active if not satisfied.get(i) and len(transmissions[i].messages) > k]
+    finals: dict[int, Decoded | None] = {}
+    for i in range(n):
+        if owner[i]:
+            final = receivers[i].result() if sent[i] else transmissions[i].local
+            finals[i] = None if final is None else final.replace(aux={})
+    for part, t in group.all_gather((finals, spent)):
+        for i, d in part.items():
+            out.finals[i] = d
+        out.decode_ms += t
+    out.decode_ms = out.decode_ms * 1000 / max(1, n)
+    return out
+
+
 def run_point(
-    scheme: Any,
+    scheme: Scheme,
     rate: float,
-    messages: list[bytes],
+    transmissions: Sequence[Transmission],
     encode_ms: float,
     channel_spec: str,
     evalset: EvalSet,
-    judges: Judges,
+    judges: Sequence[Judge],
     seed: int,
     batch_size: int = 128,
-) -> PointRecord:
-    """Send pre-compressed ``messages`` over one channel and judge what arrives."""
+    group: Group | None = None,
+) -> PointRecord | None:
+    """Send pre-made ``transmissions`` over one channel and judge what arrives (the
+    record, on the first process of ``group``; None on the others)."""
     from semcom.channel import create_channel
+    from semcom.judges.scoring import score
 
-    channel = create_channel(channel_spec, seed=seed)
-    h, w = evalset.images.shape[-2:]
-    fallback = torch.full((3, h, w), 128, dtype=torch.uint8)
-    received = [channel(msg) for msg in messages]
-    channel_bytes = sum(rx.channel_bytes for rx in received)
-    t0 = time.perf_counter()
-    results = scheme.decompress_batch(
-        [rx.data for rx in received], [rx.erasures for rx in received]
+    group = group or LOCAL
+    got = deliver(scheme, transmissions, channel_spec, seed, batch_size, group)
+    if group.rank != 0:
+        return None
+    scores = score(
+        evalset.images,
+        evalset.labels,
+        evalset.masks,
+        got.finals,
+        scheme.outputs,
+        judges,
+        batch_size,
     )
-    outs = []
-    failures = 0
-    for res in results:
-        x = None if isinstance(res, BaseException) else res.get("x_hat")
-        if x is None or tuple(x.shape) != (3, h, w):
-            failures += 1
-            x = fallback
-        outs.append(x)
-    decode_ms = (time.perf_counter() - t0) * 1000 / max(1, len(messages))
-    metrics = judge(evalset, torch.stack(outs), judges, batch_size)
-    n = len(messages)
-    mean_bytes = sum(len(m) for m in messages) / n
+    n = len(transmissions)
+    h, w = evalset.images.shape[-2:]
+    mean_bytes = sum(got.bytes) / n
     target = byte_budget(scheme, rate)
-    over = 0.0 if target is None else sum(len(m) > target for m in messages) / n
+    over = 0.0 if target is None else sum(b > target for b in got.bytes) / n
+    messages: dict[str, Any] = {}
+    if any(s != 1 for s in got.sent):
+        messages = {
+            "mean": sum(got.sent) / n,
+            "max": max(got.sent),
+            "bytes_per_step": got.bytes_per_step,
+            "sessions_per_step": got.sessions_per_step,
+        }
+    channel = create_channel(channel_spec, seed=seed)
     return PointRecord(
         scheme=scheme.label,
         settings=scheme.settings(rate),
@@ -218,63 +256,108 @@ def run_point(
         n_images=n,
         seed=seed,
         mean_bytes=mean_bytes,
-        mean_channel_bytes=channel_bytes / n,
+        mean_channel_bytes=got.channel_bytes / n,
         bpp=mean_bytes * 8 / (h * w),
-        metrics=metrics,
-        failure_rate=failures / n,
+        metrics=scores.metrics,
+        failure_rate=scores.failures / n,
         target_bytes=target,
         over_budget=over,
-        timing={"encode_ms": encode_ms, "decode_ms": decode_ms},
+        role=scheme.role,
+        family=scheme.family_name,
+        cost=scheme.cost(rate),
+        messages=messages,
+        judges=scores.judged_by,
+        lower_is_better=scores.lower,
+        timing={"encode_ms": encode_ms, "decode_ms": got.decode_ms},
         version=semcom.__version__,
-        git_commit=git_commit(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        git_commit=current_git_commit(),
+        created=now_iso(),
     )
 
 
-def run_sweep(
-    config: SweepConfig,
-    evalset: EvalSet,
-    judges: Judges,
-    progress: bool = True,
-) -> list[PointRecord]:
-    """Every (scheme, rate, channel) point of ``config``; messages are made once per rate."""
-    from rich.progress import Progress
-
+def plan_points(config: SweepConfig) -> list[tuple[Scheme, float]]:
+    """Every (scheme, rate) of ``config``, in order; InputError for a scheme without rates."""
     from semcom.schemes import create_scheme
 
-    schemes = [create_scheme(s) for s in config.schemes]
     plan = []
-    for scheme in schemes:
+    for scheme in [create_scheme(s) for s in config.schemes]:
         rates = list(
             config.rates.get(scheme.label, config.rates.get(scheme.name, scheme.default_rates))
         )
         if not rates:
             raise InputError(f"no rate settings for scheme {scheme.label!r}")
         plan += [(scheme, scheme.validate_rate(r)) for r in rates]
+    return plan
+
+
+def run_sweep(
+    config: SweepConfig,
+    evalset: EvalSet,
+    judges: Sequence[Judge],
+    progress: bool = True,
+    group: Group | None = None,
+) -> list[PointRecord]:
+    """Every (scheme, rate, channel) point of ``config``; sessions are made once per rate.
+
+    With a ``group`` of several processes (:mod:`semcom.experiments.distributed`) the
+    images are shared out in chunks of ``config.batch_size``; the first process returns
+    the records (the same as one process makes), the others an empty list."""
+    from rich.progress import Progress
+
+    group = group or LOCAL
+    plan = plan_points(config)
     records: list[PointRecord] = []
-    n = evalset.images.shape[0]
-    with Progress(disable=not progress, transient=True) as bar:
+    with Progress(disable=not progress or group.rank != 0, transient=True) as bar:
         task = bar.add_task("sweep", total=len(plan) * (1 + len(config.channels)))
         for scheme, rate in plan:
-            bar.update(task, description=f"{scheme.label} @ {scheme.rate_label(rate)}: encoding")
-            t0 = time.perf_counter()
-            messages = encode_all(scheme, evalset.images, rate)
-            encode_ms = (time.perf_counter() - t0) * 1000 / n
+            what = f"{scheme.label} @ {scheme.rate_label(rate)}"
+            bar.update(task, description=f"{what}: encoding")
+            sessions, encode_ms = transmit_shared(
+                scheme, evalset.images, rate, config.batch_size, group
+            )
             bar.advance(task)
             for spec in config.channels:
-                bar.update(task, description=f"{scheme.label} @ {scheme.rate_label(rate)}: {spec}")
-                records.append(
-                    run_point(
-                        scheme,
-                        rate,
-                        messages,
-                        encode_ms,
-                        spec,
-                        evalset,
-                        judges,
-                        config.seed,
-                        config.batch_size,
-                    )
+                bar.update(task, description=f"{what}: {spec}")
+                rec = run_point(
+                    scheme,
+                    rate,
+                    sessions,
+                    encode_ms,
+                    spec,
+                    evalset,
+                    judges,
+                    config.seed,
+                    config.batch_size,
+                    group,
                 )
+                if rec is not None:
+                    records.append(rec)
                 bar.advance(task)
     return records
+
+
+def _sweep_job(group: Group, config: SweepConfig, evalset: EvalSet, judges: Any, path: str) -> None:
+    records = run_sweep(config, evalset, judges, progress=False, group=group)
+    if group.rank == 0:
+        import json
+
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump([r.to_dict() for r in records], f)
+
+
+def run_sweep_processes(
+    workers: int, config: SweepConfig, evalset: EvalSet, judges: Sequence[Judge]
+) -> list[PointRecord]:
+    """:func:`run_sweep` shared by ``workers`` local processes (torch.distributed, gloo);
+    the records equal a one-process run's but for timings and timestamps."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from semcom.experiments.distributed import spawn
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "records.json")
+        spawn(workers, _sweep_job, config, evalset, list(judges), path)
+        with open(path, encoding="utf-8") as f:
+            return [PointRecord.from_dict(d) for d in json.load(f)]

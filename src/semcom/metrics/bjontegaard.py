@@ -29,9 +29,11 @@ or metric/rate ranges that do not overlap, give ``NaN`` with a ``reason`` (or
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -131,42 +133,44 @@ def bjontegaard(
     return BDResult(bd_rate, d_metric, used, "; ".join(reasons))
 
 
-def bd_rate(
-    rate_a: Sequence[float],
-    metric_a: Sequence[float],
-    rate_b: Sequence[float],
-    metric_b: Sequence[float],
-    *,
-    method: str = "pchip",
-    higher_is_better: bool = True,
-    strict: bool = False,
-) -> float:
+def _one_number(attr: str, label: str, doc: str) -> Callable[..., float]:
+    """:func:`bjontegaard` reduced to its field ``attr``: the same arguments plus
+    ``strict`` (an incomparable pair raises :class:`InputError` with the reason)."""
+
+    def one(*curves: Sequence[float], strict: bool = False, **options: Any) -> float:
+        res = bjontegaard(*curves, **options)
+        value: float = getattr(res, attr)
+        if strict and math.isnan(value):
+            raise InputError(f"{label} undefined: {res.reason}")
+        return value
+
+    sig = inspect.signature(bjontegaard)
+    strict = inspect.Parameter(
+        "strict", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"
+    )
+    one.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[*sig.parameters.values(), strict], return_annotation="float"
+    )
+    one.__name__ = one.__qualname__ = attr
+    one.__doc__ = doc
+    return one
+
+
+bd_rate = _one_number(
+    "bd_rate",
+    "BD-rate",
     """BD-rate of B vs A in percent (negative = B needs fewer bytes); NaN if not comparable.
 
-    With ``strict=True`` an incomparable pair raises :class:`InputError` with the reason.
-    """
-    res = bjontegaard(
-        rate_a, metric_a, rate_b, metric_b, method=method, higher_is_better=higher_is_better
-    )
-    if strict and math.isnan(res.bd_rate):
-        raise InputError(f"BD-rate undefined: {res.reason}")
-    return res.bd_rate
+    Arguments as :func:`bjontegaard`. With ``strict=True`` an incomparable pair raises
+    :class:`InputError` with the reason.
+    """,
+)
 
+bd_metric = _one_number(
+    "bd_metric",
+    "BD-metric",
+    """Mean ``metric_B - metric_A`` at equal rate (metric units); NaN if not comparable.
 
-def bd_metric(
-    rate_a: Sequence[float],
-    metric_a: Sequence[float],
-    rate_b: Sequence[float],
-    metric_b: Sequence[float],
-    *,
-    method: str = "pchip",
-    higher_is_better: bool = True,
-    strict: bool = False,
-) -> float:
-    """Mean ``metric_B - metric_A`` at equal rate (metric units); NaN if not comparable."""
-    res = bjontegaard(
-        rate_a, metric_a, rate_b, metric_b, method=method, higher_is_better=higher_is_better
-    )
-    if strict and math.isnan(res.bd_metric):
-        raise InputError(f"BD-metric undefined: {res.reason}")
-    return res.bd_metric
+    Arguments as :func:`bjontegaard`; ``strict=True`` as for :func:`bd_rate`.
+    """,
+)

@@ -77,6 +77,7 @@ from functools import lru_cache
 import numpy as np
 
 from semcom.codec.entropy import decode_with_histogram, encode_with_histogram
+from semcom.codec.varint import as_bytes
 from semcom.errors import BitstreamError, InputError
 
 __all__ = [
@@ -250,9 +251,7 @@ def decode_positions(data: bytes, num_patches: int, k: int) -> np.ndarray:
     if not 0 <= k <= p:
         raise BitstreamError(f"positions: k={k} is not in [0, {p}]")
     k = int(k)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"data must be bytes, got {type(data).__name__}")
-    data = bytes(data)
+    data = as_bytes(data, "data must be bytes")
     if not data:
         raise BitstreamError("positions: empty payload (no mode tag)")
     mode, body = data[0], data[1:]
@@ -523,9 +522,7 @@ class PixelCodec:
         s = patch_size
         if n < 1 or s < 1:
             raise InputError(f"need n >= 1 and patch_size >= 1, got {n}, {s}")
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InputError(f"data must be bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = as_bytes(data, "data must be bytes")
         count = n * 3 * s * s
         if self.kind == "raw":
             if len(data) != count:
@@ -608,9 +605,7 @@ def decode_groups(
         if payload is None:
             continue
         if sym is not None:  # reconstruct all groups in one pass below
-            if not isinstance(payload, (bytes, bytearray, memoryview)):
-                raise InputError(f"payload must be bytes, got {type(payload).__name__}")
-            sym[a:b] = codec._decode_symbols(bytes(payload), b - a, s)
+            sym[a:b] = codec._decode_symbols(as_bytes(payload, "payload must be bytes"), b - a, s)
         else:
             tiles[a:b] = codec.decode(payload, b - a, s)
         received[a:b] = True

@@ -138,8 +138,22 @@ class SelectionRule(ABC):
         return mask_to_indices(self(scores, seed))
 
 
+class _HighestCount(SelectionRule):
+    """Keep the :meth:`count` highest-scoring patches of every row (ties: lower index first)."""
+
+    @abstractmethod
+    def count(self, num_patches: int) -> int:
+        """Patches kept out of ``num_patches``."""
+
+    def __call__(self, scores: Tensor, seed: SeedLike = None) -> Tensor:
+        scores = _check_scores(scores)
+        n, p = scores.shape
+        counts = torch.full((n,), self.count(p), dtype=torch.long, device=scores.device)
+        return _mask_from_order(_order(scores), counts)
+
+
 @dataclass(frozen=True)
-class TopK(SelectionRule):
+class TopK(_HighestCount):
     """Keep the ``min(k, P)`` highest-scoring patches (ties: lower index first)."""
 
     k: int
@@ -148,11 +162,9 @@ class TopK(SelectionRule):
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", _check_k(self.k))
 
-    def __call__(self, scores: Tensor, seed: SeedLike = None) -> Tensor:
-        scores = _check_scores(scores)
-        n, p = scores.shape
-        counts = torch.full((n,), min(self.k, p), dtype=torch.long, device=scores.device)
-        return _mask_from_order(_order(scores), counts)
+    def count(self, num_patches: int) -> int:
+        """Patches kept out of ``num_patches``."""
+        return min(self.k, num_patches)
 
     @property
     def spec(self) -> str:
@@ -223,7 +235,7 @@ class RandomK(SelectionRule):
 
 
 @dataclass(frozen=True)
-class Rate(SelectionRule):
+class Rate(_HighestCount):
     """Keep a fraction ``r`` of the patches: top ``k = max(1, floor(r * P + 0.5))``
     (``r * P`` rounded half up)."""
 
@@ -237,27 +249,31 @@ class Rate(SelectionRule):
         """Patches kept out of ``num_patches``."""
         return min(num_patches, max(1, math.floor(self.r * num_patches + 0.5)))
 
-    def __call__(self, scores: Tensor, seed: SeedLike = None) -> Tensor:
-        scores = _check_scores(scores)
-        n, p = scores.shape
-        counts = torch.full((n,), self.count(p), dtype=torch.long, device=scores.device)
-        return _mask_from_order(_order(scores), counts)
-
     @property
     def spec(self) -> str:
         return f"rate:{self.r!r}"
 
 
 @dataclass(frozen=True)
-class AttentionThreshold(SelectionRule):
+class _Threshold(SelectionRule):
+    """A rule with one parameter ``delta`` in ``[0, 1]``; spec ``"<name>:<delta>"``."""
+
+    delta: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "delta", _check_unit(f"{self.name} delta", self.delta))
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.delta!r}"
+
+
+@dataclass(frozen=True)
+class AttentionThreshold(_Threshold):
     """Keep every patch whose score is ``>= delta``; a row with none keeps its single
     highest-scoring patch (lowest index on ties)."""
 
-    delta: float
     name: ClassVar[str] = "threshold"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "delta", _check_unit("threshold delta", self.delta))
 
     def __call__(self, scores: Tensor, seed: SeedLike = None) -> Tensor:
         scores = _check_scores(scores, nonnegative=True)
@@ -268,13 +284,9 @@ class AttentionThreshold(SelectionRule):
             mask.scatter_(1, best, torch.gather(mask, 1, best) | empty)
         return mask
 
-    @property
-    def spec(self) -> str:
-        return f"threshold:{self.delta!r}"
-
 
 @dataclass(frozen=True)
-class AttentionSumThreshold(SelectionRule):
+class AttentionSumThreshold(_Threshold):
     """Keep the highest-scoring patches while their cumulative score stays within
     ``delta``.
 
@@ -285,11 +297,7 @@ class AttentionSumThreshold(SelectionRule):
     ``delta = 1`` keeps every patch.
     """
 
-    delta: float
     name: ClassVar[str] = "cumsum"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "delta", _check_unit("cumsum delta", self.delta))
 
     def __call__(self, scores: Tensor, seed: SeedLike = None) -> Tensor:
         scores = _check_scores(scores, nonnegative=True)
@@ -299,10 +307,6 @@ class AttentionSumThreshold(SelectionRule):
         # cumulative sums of non-negative scores are non-decreasing: count the prefix.
         counts = (csum <= limit).sum(dim=1).clamp_min(1)
         return _mask_from_order(order, counts)
-
-    @property
-    def spec(self) -> str:
-        return f"cumsum:{self.delta!r}"
 
 
 #: Spec name -> rule class.

@@ -1,37 +1,54 @@
 """The scheme contract: a transmitter/receiver pair registered by name.
 
-A scheme turns one image into one message (bytes, the whole container) and turns a
-received message back into the receiver's output. Byte counts are ``len(message)``.
+A scheme's transmitter turns one image into a :class:`~semcom.schemes.session.Transmission`
+(zero, one or several messages: bytes, each the whole container) and its receiver, a
+stateful :class:`~semcom.schemes.session.Receiver`, turns the messages it gets into a
+:class:`~semcom.schemes.session.Decoded` after each. Byte counts are the sum of
+``len(message)`` over the session.
+
+Single-message schemes (every codec) implement the CompressAI-like pair
+``compress(image, rate) -> bytes`` / ``decompress(bytes) -> Decoded``; the base class
+adapts them to sessions. Multi-message or zero-message schemes override
+:meth:`Scheme.transmit` and :meth:`Scheme.open_receiver` instead.
 
 Shapes and dtypes:
     image  : ``torch.uint8`` ``(3, H, W)``
-    x_hat  : ``torch.uint8`` ``(3, H, W)`` (reconstruction, when the scheme has one)
-    logits : ``torch.float32`` ``(C,)`` (when the receiver classifies by itself)
+    answers: see :mod:`semcom.schemes.session` (``x_hat``, ``logits``, ``segmentation``, ``text``)
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
 
 from semcom.errors import BitstreamError, InputError
+from semcom.schemes.session import (
+    Decoded,
+    Erasures,
+    Receiver,
+    SingleMessageReceiver,
+    Transmission,
+)
+from semcom.vocabulary import OUTPUTS, ROLES
 
-Erasures = Sequence[tuple[int, int]]
 
-
-class Scheme(ABC):
+class Scheme:
     """Base class of every transmitter/receiver pair.
 
-    Subclasses set ``name`` (registry key), ``task`` (what the receiver outputs:
-    ``"reconstruct"`` or ``"classify"``), ``rate_unit`` (what ``rate`` means) and
+    Subclasses set ``name`` (registry key), ``outputs`` (what the receiver produces: a
+    subset of :data:`~semcom.schemes.session.OUTPUTS`; the sweep scores ``logits`` and
+    ``segmentation`` directly and passes ``x_hat`` to the judges), ``role`` (``baseline``,
+    ``proposed`` or ``reference``: how the report compares it), ``family`` (schemes of one
+    family are variants of one system), ``rate_unit`` (what ``rate`` means) and
     ``default_rates`` (the sweep's rate settings, low to high).
     """
 
     name: ClassVar[str] = ""
-    task: ClassVar[str] = "reconstruct"
+    outputs: ClassVar[tuple[str, ...]] = ("x_hat",)
+    role: ClassVar[str] = "proposed"
+    family: ClassVar[str] = ""
     rate_unit: ClassVar[str] = "bytes"
     #: What a rate setting may be, in words (``semcom schemes`` shows it).
     rate_range: ClassVar[str] = ""
@@ -39,11 +56,24 @@ class Scheme(ABC):
 
     _label: str | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        bad = [o for o in cls.outputs if o not in OUTPUTS]
+        if bad or not cls.outputs:
+            raise TypeError(f"{cls.__name__}.outputs must be a non-empty subset of {OUTPUTS}")
+        if cls.role not in ROLES:
+            raise TypeError(f"{cls.__name__}.role must be one of {ROLES}, got {cls.role!r}")
+
     @property
     def label(self) -> str:
         """Display name in results: the spec it was built from (``create_scheme``), or its
         ``label=`` option, else the registry name."""
         return self._label or self.name
+
+    @property
+    def family_name(self) -> str:
+        """``family``, or the registry name when the class sets none."""
+        return self.family or self.name
 
     def validate_rate(self, rate: float) -> float:
         """Return ``rate`` if it is a valid setting for this scheme, else raise InputError."""
@@ -61,17 +91,24 @@ class Scheme(ABC):
         """JSON-able description of this scheme at ``rate`` (stored in result records)."""
         return {"rate": rate, "rate_unit": self.rate_unit}
 
-    @abstractmethod
-    def compress(self, image: torch.Tensor, rate: float) -> bytes:
-        """Transmitter: ``image`` uint8 ``(3, H, W)`` -> message bytes (whole container)."""
+    def cost(self, rate: float) -> dict[str, float]:
+        """Costs other than bytes at ``rate``, by name (e.g. a paper's patch fraction);
+        stored in result records next to the real byte counts."""
+        return {}
 
-    @abstractmethod
-    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> dict[str, Any]:
-        """Receiver: message bytes -> ``{"x_hat": uint8 (3, H, W)}`` and/or ``{"logits": ...}``.
+    # ------------------------------------------------------------ single-message pair
+    def compress(self, image: torch.Tensor, rate: float) -> bytes:
+        """Transmitter of a single-message scheme: ``image`` uint8 ``(3, H, W)`` -> message
+        bytes (whole container)."""
+        raise NotImplementedError(f"{self.name} sends sessions: use transmit()")
+
+    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> Decoded:
+        """Receiver of a single-message scheme: message bytes -> :class:`Decoded`.
 
         ``erasures`` lists byte ranges the channel reported lost. Raises
         :class:`~semcom.errors.BitstreamError` when nothing usable survived.
         """
+        raise NotImplementedError(f"{self.name} receives sessions: use open_receiver()")
 
     def compress_batch(self, images: torch.Tensor, rate: float) -> list[bytes]:
         """``images`` uint8 ``(N, 3, H, W)`` -> N messages. Override to vectorise."""
@@ -79,16 +116,38 @@ class Scheme(ABC):
 
     def decompress_batch(
         self, messages: Sequence[bytes], erasures: Sequence[Erasures] | None = None
-    ) -> list[dict[str, Any] | BitstreamError]:
+    ) -> list[Decoded | BitstreamError]:
         """Decode many messages; a message that fails comes back as its BitstreamError
         (not raised), so one bad message does not stop the batch. Override to vectorise."""
-        out: list[dict[str, Any] | BitstreamError] = []
+        out: list[Decoded | BitstreamError] = []
         for i, data in enumerate(messages):
             try:
                 out.append(self.decompress(data, erasures=erasures[i] if erasures else ()))
             except BitstreamError as e:
                 out.append(e)
         return out
+
+    # ------------------------------------------------------------------- sessions
+    @property
+    def single_message(self) -> bool:
+        """True when the scheme is a compress/decompress pair (one message per image)."""
+        return type(self).transmit is Scheme.transmit
+
+    def transmit(self, image: torch.Tensor, rate: float) -> Transmission:
+        """Transmitter: ``image`` uint8 ``(3, H, W)`` -> the session's messages (here: the
+        one message :meth:`compress` makes)."""
+        return Transmission([self.compress(image, rate)])
+
+    def transmit_batch(self, images: torch.Tensor, rate: float) -> list[Transmission]:
+        """``images`` uint8 ``(N, 3, H, W)`` -> N transmissions (vectorised through
+        :meth:`compress_batch` for single-message schemes)."""
+        if self.single_message:
+            return [Transmission([m]) for m in self.compress_batch(images, rate)]
+        return [self.transmit(img, rate) for img in images]
+
+    def open_receiver(self) -> Receiver:
+        """A fresh receiver for one session (here: :meth:`decompress` per message)."""
+        return SingleMessageReceiver(self)
 
 
 def scheme_options(cls: type) -> list[tuple[str, Any, str]]:
@@ -170,6 +229,15 @@ def register_scheme(name: str) -> Callable[[type[Scheme]], type[Scheme]]:
         return cls
 
     return wrap
+
+
+def register_variant(base: type[Scheme], name: str, doc: str, **attrs: Any) -> type[Scheme]:
+    """Register ``name``: a subclass of ``base`` that only sets class attributes (``name``
+    and ``attrs``), documented by ``doc`` (e.g. each Pillow codec, each patch selection)."""
+    words = "".join(w.capitalize() for w in name.replace("-", " ").replace("_", " ").split())
+    cls = type(f"{words}Scheme", (base,), {"name": name, "__doc__": doc, **attrs})
+    cls.__module__ = base.__module__
+    return register_scheme(name)(cls)
 
 
 _RECEIVERS: dict[str, Callable[..., Scheme]] = {}

@@ -16,7 +16,8 @@ import torch
 
 from semcom.codec.container import Message, pack, unpack
 from semcom.errors import BitstreamError, BudgetError, InputError
-from semcom.schemes.base import Erasures, Scheme, register_scheme
+from semcom.schemes.base import Erasures, Scheme, register_scheme, register_variant
+from semcom.schemes.session import Decoded
 
 
 def _check_image(image: torch.Tensor) -> tuple[int, int]:
@@ -88,6 +89,8 @@ class PillowCodecScheme(Scheme):
     """
 
     fmt: ClassVar[str] = ""
+    role: ClassVar[str] = "baseline"
+    family: ClassVar[str] = "classical-codec"
     rate_range: ClassVar[str] = "message size in bytes (a promise: at most), 32 .. 2^26"
     default_rates = (240.0, 360.0, 540.0, 800.0, 1200.0, 1800.0)
 
@@ -168,9 +171,11 @@ class PillowCodecScheme(Scheme):
         )
 
     def _rebuild(self, data: bytes) -> torch.Tensor:
-        return self.decompress(data)["x_hat"]
+        x_hat = self.decompress(data).x_hat
+        assert x_hat is not None
+        return x_hat
 
-    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> dict[str, Any]:
+    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> Decoded:
         from semcom.codec.pillow import QUALITY_RANGES, decode_image
 
         msg = unpack(data, erasures=erasures)
@@ -187,34 +192,24 @@ class PillowCodecScheme(Scheme):
             raise BitstreamError(
                 f"decoded image is {tuple(x_hat.shape)}, header says (3, {sh}, {sw})"
             )
-        out: dict[str, Any] = {"x_hat": _resize(x_hat, (h, w)), "quality": quality}
+        out = Decoded(x_hat=_resize(x_hat, (h, w)), stats={"quality": quality})
         if step:
-            out["coded_size"] = f"{sw}x{sh}"
+            out.stats["coded_size"] = f"{sw}x{sh}"
         return out
 
 
-@register_scheme("jpeg")
-class JpegScheme(PillowCodecScheme):
-    """JPEG (baseline, 4:2:0, optimised Huffman tables) at a matched byte budget."""
-
-    name = "jpeg"
-    fmt = "jpeg"
-
-
-@register_scheme("webp")
-class WebpScheme(PillowCodecScheme):
-    """Lossy WebP (method 6) at a matched byte budget."""
-
-    name = "webp"
-    fmt = "webp"
-
-
-@register_scheme("avif")
-class AvifScheme(PillowCodecScheme):
-    """AVIF (libavif/aom, speed 6) at a matched byte budget."""
-
-    name = "avif"
-    fmt = "avif"
+JpegScheme = register_variant(
+    PillowCodecScheme,
+    "jpeg",
+    "JPEG (baseline, 4:2:0, optimised Huffman tables) at a matched byte budget.",
+    fmt="jpeg",
+)
+WebpScheme = register_variant(
+    PillowCodecScheme, "webp", "Lossy WebP (method 6) at a matched byte budget.", fmt="webp"
+)
+AvifScheme = register_variant(
+    PillowCodecScheme, "avif", "AVIF (libavif/aom, speed 6) at a matched byte budget.", fmt="avif"
+)
 
 
 @register_scheme("raw")
@@ -222,6 +217,7 @@ class RawScheme(Scheme):
     """Uncompressed 8-bit RGB pixels (the upper anchor: 24 bits per pixel)."""
 
     name = "raw"
+    role = "reference"
     rate_unit = "bpp"
     rate_range = "24 bits per pixel only (the 8-bit RGB pixels as they are)"
     default_rates = (24.0,)
@@ -236,7 +232,7 @@ class RawScheme(Scheme):
         payload = image.permute(1, 2, 0).contiguous().numpy().tobytes()
         return pack(Message(scheme="raw", fields={"h": h, "w": w}, sections={"img": payload}))
 
-    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> dict[str, Any]:
+    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> Decoded:
         msg = unpack(data, erasures=erasures)
         msg.expect_scheme("raw")
         msg.expect_fields(("h", "w"))
@@ -244,4 +240,4 @@ class RawScheme(Scheme):
         msg.expect_sections(["img"])
         payload = msg.section("img", min_size=h * w * 3, max_size=h * w * 3)
         x = torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
-        return {"x_hat": x.contiguous()}
+        return Decoded(x_hat=x.contiguous())

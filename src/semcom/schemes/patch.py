@@ -1,5 +1,9 @@
 """Attention-guided patch transmission (Mortaheb et al., arXiv 2405.01521).
 
+(One scheme family per file, as timm keeps one model family per file: the transmitter and
+the receiver share the header fields, limits and model checks below, so the file runs a
+little past 600 lines rather than splitting one wire format across two modules.)
+
 Transmitter: a ViT's last-layer CLS attention (or attention rollout) ranks the image's
 patches; the top fraction ``r`` of them (the *rate*) is sent -- positions plus pixels.
 Receiver: the kept patches are put back on an otherwise-zero canvas and a conv decoder
@@ -58,6 +62,7 @@ import torch
 from torch import Tensor, nn
 
 from semcom.codec.container import Message, pack, unpack
+from semcom.data.convert import to_uint8
 from semcom.errors import BitstreamError, InputError
 from semcom.limits import MAX_SIDE
 from semcom.models.fingerprint import FINGERPRINT_BYTES
@@ -73,7 +78,8 @@ from semcom.patches.codec import (
 )
 from semcom.patches.grid import patchify, unpatchify
 from semcom.patches.selection import Rate, SelectionRule, create_rule
-from semcom.schemes.base import Erasures, Scheme, register_receiver, register_scheme
+from semcom.schemes.base import Erasures, Scheme, register_receiver, register_variant
+from semcom.schemes.session import Decoded
 
 __all__ = [
     "DEFAULT_DECODER",
@@ -102,11 +108,6 @@ def _image_key(image: Tensor) -> int:
     """64-bit hash of an image's bytes (per-image random seeds)."""
     digest = hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
-
-
-def _to_uint8(x: Tensor) -> Tensor:
-    """float ``[0, 1]`` -> uint8 (rounded, clamped)."""
-    return x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _normalise(scores: Tensor) -> Tensor:
@@ -151,7 +152,7 @@ class PatchScheme(Scheme):
     """
 
     name: ClassVar[str] = "patch"
-    task: ClassVar[str] = "reconstruct"
+    family: ClassVar[str] = "attention-patch"
     rate_unit: ClassVar[str] = "fraction of patches"
     rate_range: ClassVar[str] = "fraction of the patches sent, in (0, 1]"
     default_rates: ClassVar[tuple[float, ...]] = (0.25, 0.5, 0.75, 1.0)
@@ -361,6 +362,10 @@ class PatchScheme(Scheme):
             return self.rule.spec
         return f"r={rate:g}"
 
+    def cost(self, rate: float) -> dict[str, float]:
+        """The paper's cost measure: the fraction of patches sent (rate rules only)."""
+        return {} if self.rule is not None else {"patch_fraction": float(rate)}
+
     def settings(self, rate: float) -> dict[str, Any]:
         def model_name(spec: object) -> str | None:
             if spec is None or isinstance(spec, str):
@@ -483,7 +488,7 @@ class PatchScheme(Scheme):
         return self.compress_batch(image.unsqueeze(0), rate)[0]
 
     # ---------------------------------------------------------------- receiver
-    def _parse(self, data: bytes, erasures: Erasures) -> dict[str, Any]:
+    def _parse(self, data: bytes, erasures: Erasures) -> Decoded:
         """One message -> sparse image and masks (no decoder); BitstreamError if unusable."""
         msg = unpack(data, erasures=erasures, allow_damaged=True)
         msg.expect_scheme(_WIRE_NAME)
@@ -515,14 +520,10 @@ class PatchScheme(Scheme):
         mask[torch.from_numpy(idx[received])] = True
         selected = torch.zeros(p, dtype=torch.bool)
         selected[torch.from_numpy(idx)] = True
-        return {
-            "sparse": sparse.contiguous(),
-            "mask": mask,
-            "selected": selected,
-            "lost_patches": int(k - received.sum()),
-            "k": k,
-            "pixels": codec.spec,
-        }
+        return Decoded(
+            stats={"lost_patches": int(k - received.sum()), "k": k, "pixels": codec.spec},
+            aux={"sparse": sparse.contiguous(), "mask": mask, "selected": selected},
+        )
 
     def _run_decoder(self, sparse: Tensor, mask: Tensor) -> Tensor:
         """uint8 ``(N, 3, S, S)``, bool ``(N, P)`` -> uint8 ``(N, 3, S, S)``."""
@@ -542,14 +543,14 @@ class PatchScheme(Scheme):
                     raise InputError(f"decoder returned {got}, expected {tuple(x.shape)}")
                 if self.paste_received:
                     y = torch.where(m > 0, x, y.to(x.dtype))
-                out.append(_to_uint8(y.float()).cpu())
+                out.append(to_uint8(y.float()).cpu())
         return torch.cat(out)
 
     def decompress_batch(
         self,
         messages: Sequence[bytes],
         erasures: Sequence[Erasures] | None = None,
-    ) -> list[dict[str, Any] | BitstreamError]:
+    ) -> list[Decoded | BitstreamError]:
         """Decode many messages, running the decoder once per ``batch_size`` of them.
 
         Args:
@@ -558,7 +559,7 @@ class PatchScheme(Scheme):
                 none anywhere).
 
         Returns:
-            One entry per message, in order: the dict :meth:`decompress` returns, or the
+            One entry per message, in order: the :class:`Decoded` :meth:`decompress` returns, or the
             :class:`BitstreamError` that message raised (it is returned, not raised, so
             one bad message does not stop the batch).
         """
@@ -566,7 +567,7 @@ class PatchScheme(Scheme):
             erasures = [()] * len(messages)
         if len(erasures) != len(messages):
             raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
-        results: list[dict[str, Any] | BitstreamError] = []
+        results: list[Decoded | BitstreamError] = []
         good: list[int] = []
         for data, er in zip(messages, erasures, strict=True):
             try:
@@ -575,17 +576,19 @@ class PatchScheme(Scheme):
             except BitstreamError as e:
                 results.append(e)
         if good:
-            sparse = torch.stack([results[i]["sparse"] for i in good])  # type: ignore[index]
-            mask = torch.stack([results[i]["mask"] for i in good])  # type: ignore[index]
+            parsed = [results[i] for i in good]
+            sparse = torch.stack([d.aux["sparse"] for d in parsed])  # type: ignore[union-attr]
+            mask = torch.stack([d.aux["mask"] for d in parsed])  # type: ignore[union-attr]
             x_hat = self._run_decoder(sparse, mask)
-            for j, i in enumerate(good):
-                results[i]["x_hat"] = x_hat[j]  # type: ignore[index]
+            for j, d in enumerate(parsed):
+                d.x_hat = x_hat[j]  # type: ignore[union-attr]
         return results
 
-    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> dict[str, Any]:
-        """Message -> ``{"x_hat": uint8 (3, S, S), "sparse": uint8 (3, S, S), "mask": bool
-        (P,) patches received, "selected": bool (P,) patches sent, "lost_patches": int,
-        "k": int, "pixels": str}``.
+    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> Decoded:
+        """Message -> :class:`Decoded` with ``x_hat`` uint8 ``(3, S, S)``, stats
+        ``lost_patches``, ``k`` (patches sent), ``pixels`` (pixel codec) and aux
+        ``sparse`` uint8 ``(3, S, S)``, ``mask`` bool ``(P,)`` (patches received),
+        ``selected`` bool ``(P,)`` (patches sent).
 
         Raises:
             BitstreamError: header or positions damaged, or any inconsistency (``k`` vs
@@ -612,36 +615,30 @@ class _FixedSelection(PatchScheme):
         super().__init__(selection=selection, **kwargs)
 
 
-@register_scheme("patch-mean")
-class PatchMeanScheme(_FixedSelection):
-    """Patches ranked by last-layer CLS attention (mean over heads)."""
-
-    name = "patch-mean"
-    selection_mode = "mean"
-
-
-@register_scheme("patch-rollout")
-class PatchRolloutScheme(_FixedSelection):
-    """Patches ranked by attention rollout."""
-
-    name = "patch-rollout"
-    selection_mode = "rollout"
-
-
-@register_scheme("patch-random")
-class PatchRandomScheme(_FixedSelection):
-    """Uniformly random patches (seeded per image)."""
-
-    name = "patch-random"
-    selection_mode = "random"
-
-
-@register_scheme("patch-variance")
-class PatchVarianceScheme(_FixedSelection):
-    """The patches of highest pixel variance (content-based, not semantic)."""
-
-    name = "patch-variance"
-    selection_mode = "variance"
+PatchMeanScheme = register_variant(
+    _FixedSelection,
+    "patch-mean",
+    selection_mode="mean",
+    doc="Patches ranked by last-layer CLS attention (mean over heads).",
+)
+PatchRolloutScheme = register_variant(
+    _FixedSelection,
+    "patch-rollout",
+    selection_mode="rollout",
+    doc="Patches ranked by attention rollout.",
+)
+PatchRandomScheme = register_variant(
+    _FixedSelection,
+    "patch-random",
+    selection_mode="random",
+    doc="Uniformly random patches (seeded per image).",
+)
+PatchVarianceScheme = register_variant(
+    _FixedSelection,
+    "patch-variance",
+    selection_mode="variance",
+    doc="The patches of highest pixel variance (content-based, not semantic).",
+)
 
 
 # Every patch-* variant writes the same wire format ("patch"): decoding does not depend on

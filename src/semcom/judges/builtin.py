@@ -1,0 +1,286 @@
+"""The built-in judges: pixel formulas, deep-feature distance, and semcom's torch models
+(from the zoo or from a checkpoint file).
+
+================  =============  ===========================================
+name              yields         metrics
+================  =============  ===========================================
+psnr              distance       ``psnr`` (dB, capped at 100)
+ssim              distance       ``ssim``
+featdist[=PATH]   distance       ``featdist[<backbone>]`` (zoo classifier's or PATH's features)
+shape-classifier  logits         ``accuracy`` (zoo)
+shape-classifier-ft logits       ``accuracy_ft`` (zoo, fine-tuned on masked images)
+shape-segmenter   segmentation   ``miou``, ``pixel_accuracy`` (zoo)
+classifier=PATH   logits         ``accuracy`` (a semcom classifier checkpoint)
+segmenter=PATH    segmentation   ``miou``, ``pixel_accuracy`` (a semcom segmenter checkpoint)
+================  =============  ===========================================
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from semcom.errors import InputError
+from semcom.judges.base import Judge, register_judge
+
+ZOO_INPUT_SIZE = 64  # the zoo's judges were trained on 64 x 64 images
+
+
+# --------------------------------------------------------------------------- formulas
+class PsnrJudge(Judge):
+    """PSNR in dB of each reconstruction against its original (capped at 100 dB)."""
+
+    yields = "distance"
+
+    def __init__(self) -> None:
+        super().__init__("psnr", ("psnr",), domain="any image (a formula)", source="formula")
+
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        from semcom.metrics import psnr
+
+        return psnr(x, ref).clamp(max=100.0)
+
+
+class SsimJudge(Judge):
+    """Mean SSIM of each reconstruction against its original."""
+
+    yields = "distance"
+
+    def __init__(self) -> None:
+        super().__init__("ssim", ("ssim",), domain="any image (a formula)", source="formula")
+
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        from semcom.metrics import ssim
+
+        return ssim(x, ref)
+
+
+class FeatureDistanceJudge(Judge):
+    """Distance between a backbone's features of reconstruction and original."""
+
+    yields = "distance"
+    higher_is_better = False
+
+    def __init__(self, backbone: Any, backbone_name: str, domain: str, source: str) -> None:
+        from semcom.metrics import FeatureDistance
+
+        self.featdist = FeatureDistance(backbone, name=backbone_name)
+        super().__init__(self.featdist.name, (self.featdist.name,), domain=domain, source=source)
+
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return self.featdist(x, ref)
+
+
+# --------------------------------------------------------------------------- models
+class ModelJudge(Judge):
+    """A frozen torch model judging ``x_hat`` (its output: logits or per-pixel scores)."""
+
+    def __init__(self, model: nn.Module, name: str, metrics: tuple[str, ...], **kw: Any) -> None:
+        super().__init__(name, metrics, **kw)
+        self.model = model.eval()
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        out = self.model(self.fit_size(x))
+        return out["logits"] if isinstance(out, dict) else out
+
+    def _class_name(self, c: int) -> str:
+        names = self.class_names
+        return names[c] if names is not None and 0 <= c < len(names) else f"class {c}"
+
+
+class ClassifierJudge(ModelJudge):
+    """A classifier: ``logits (B, C)`` -> accuracy."""
+
+    yields = "logits"
+
+    @torch.no_grad()
+    def describe(self, x: torch.Tensor) -> dict[str, Any]:
+        x = self.fit_size(x)
+        probs = self(x, x).softmax(1)[0]
+        top = int(probs.argmax())
+        out: dict[str, Any] = {
+            "class": self._class_name(top),
+            "confidence": round(float(probs[top]), 4),
+            "classifier": self.info(),
+        }
+        check = domain_check(self.model, x)
+        if check is not None:
+            out["domain"] = check
+        return out
+
+
+class SegmenterJudge(ModelJudge):
+    """A segmenter: ``scores (B, K, H, W)`` (channel 0 background) -> mIoU, pixel accuracy."""
+
+    yields = "segmentation"
+
+    @torch.no_grad()
+    def describe(self, x: torch.Tensor) -> dict[str, Any]:
+        x = self.fit_size(x)
+        seg = self(x, x).argmax(1)[0]
+        names = self.class_names  # the zoo's: shape names; class c + 1 is shape c
+        counts = torch.bincount(seg.flatten(), minlength=len(names) + 1 if names else 0)
+        shares = {}
+        for c in range(1, len(counts)):
+            if counts[c] > 0:
+                label = names[c - 1] if names is not None and c - 1 < len(names) else f"class {c}"
+                shares[label] = round(float(counts[c]) / seg.numel(), 4)
+        return {"segmentation (fraction of pixels)": shares, "segmenter": self.info()}
+
+
+# --------------------------------------------------------------------------- domain check
+@lru_cache(maxsize=8)
+def _verified_domain_check(path: str, mtime_ns: int, size: int, sha256: str) -> Any:
+    """The domain check stored at ``path`` if its sha256 is ``sha256``, else None
+    (cached by path, modification time and size: read and hashed once per process)."""
+    from semcom.models.domain import load_domain_check
+    from semcom.models.zoo import file_sha256
+
+    if file_sha256(path) != sha256:
+        return None
+    return load_domain_check(path)
+
+
+def domain_check(model: Any, x: torch.Tensor) -> dict[str, Any] | None:
+    """The zoo model's domain check (:mod:`semcom.models.domain`) on float ``(1, 3, H, W)``,
+    or None when ``model`` is not a zoo model with one."""
+    from semcom.models.zoo import zoo_dir, zoo_entry
+
+    name = getattr(model, "zoo_name", None)
+    info = zoo_entry(name).get("domain_check") if name else None
+    if not info:
+        return None
+    path = zoo_dir() / info["file"]
+    if not path.is_file():
+        return None
+    st = path.stat()
+    dom = _verified_domain_check(str(path), st.st_mtime_ns, st.st_size, info["sha256"])
+    if dom is None:
+        return None
+    ((distance, inside),) = dom.check(model, x)
+    return {
+        "distance": round(distance, 3),
+        "threshold": float(info["threshold"]),
+        "in_domain": inside,
+        "verdict": "inside the judge's training domain"
+        if inside
+        else "FAR FROM the judge's training domain: its answers say little about this image",
+    }
+
+
+# --------------------------------------------------------------------------- factories
+def _no_path(name: str, path: str | None) -> None:
+    if path is not None:
+        raise InputError(f"judge {name} takes no file (got {name}={path})")
+
+
+def _zoo_model(name: str) -> tuple[nn.Module, dict[str, Any]]:
+    from semcom.models.zoo import list_zoo, load_pretrained, zoo_entry
+
+    if name not in set(list_zoo()):
+        raise InputError(f"judge {name}: the zoo has no weights for it here")
+    return load_pretrained(name).eval(), zoo_entry(name)
+
+
+def _checkpoint_model(kind: str, path: str | None) -> nn.Module:
+    from semcom.models.checkpoint import load_checkpoint
+
+    if path is None:
+        raise InputError(f"judge {kind} needs a checkpoint file: --judge {kind}=PATH")
+    if not Path(path).is_file():
+        raise InputError(f"judge {kind}: no such file: {path}")
+    return load_checkpoint(path)[0].eval()
+
+
+def _zoo_judge(cls: type[ModelJudge], name: str, metrics: tuple[str, ...]) -> ModelJudge:
+    from semcom.data.synthetic import CLASS_NAMES
+
+    model, entry = _zoo_model(name)
+    return cls(
+        model,
+        name,
+        metrics,
+        domain=entry.get("domain", "not recorded"),
+        source="zoo",
+        input_size=ZOO_INPUT_SIZE,
+        class_names=CLASS_NAMES,
+    )
+
+
+@register_judge("psnr", "PSNR (dB) against the original image")
+def _psnr(path: str | None) -> Judge:
+    _no_path("psnr", path)
+    return PsnrJudge()
+
+
+@register_judge("ssim", "SSIM against the original image")
+def _ssim(path: str | None) -> Judge:
+    _no_path("ssim", path)
+    return SsimJudge()
+
+
+@register_judge(
+    "featdist", "deep-feature distance on the zoo classifier's features (=PATH: a checkpoint's)"
+)
+def _featdist(path: str | None) -> Judge:
+    if path is None:
+        model, entry = _zoo_model("shape-classifier")
+        return FeatureDistanceJudge(
+            model.features, "semcom-classifier", entry.get("domain", "not recorded"), "zoo"
+        )
+    model = _checkpoint_model("featdist", path)
+    if not hasattr(model, "features"):
+        raise InputError(f"judge featdist: {path} has no feature backbone")
+    return FeatureDistanceJudge(model.features, Path(path).stem, "not recorded", path)
+
+
+@register_judge("shape-classifier", "the zoo's synthetic-world classifier: accuracy")
+def _shape_classifier(path: str | None) -> Judge:
+    _no_path("shape-classifier", path)
+    return _zoo_judge(ClassifierJudge, "shape-classifier", ("accuracy",))
+
+
+@register_judge(
+    "shape-classifier-ft", "the zoo's classifier fine-tuned on masked images: accuracy_ft"
+)
+def _shape_classifier_ft(path: str | None) -> Judge:
+    _no_path("shape-classifier-ft", path)
+    return _zoo_judge(ClassifierJudge, "shape-classifier-ft", ("accuracy_ft",))
+
+
+@register_judge("shape-segmenter", "the zoo's synthetic-world segmenter: miou, pixel_accuracy")
+def _shape_segmenter(path: str | None) -> Judge:
+    _no_path("shape-segmenter", path)
+    return _zoo_judge(SegmenterJudge, "shape-segmenter", ("miou", "pixel_accuracy"))
+
+
+@register_judge("classifier", "a semcom classifier checkpoint (=PATH): accuracy")
+def _classifier(path: str | None) -> Judge:
+    model = _checkpoint_model("classifier", path)
+    return ClassifierJudge(
+        model, f"classifier[{Path(str(path)).stem}]", ("accuracy",), source=str(path)
+    )
+
+
+@register_judge("segmenter", "a semcom segmenter checkpoint (=PATH): miou, pixel_accuracy")
+def _segmenter(path: str | None) -> Judge:
+    model = _checkpoint_model("segmenter", path)
+    return SegmenterJudge(
+        model, f"segmenter[{Path(str(path)).stem}]", ("miou", "pixel_accuracy"), source=str(path)
+    )
+
+
+#: The judges the synthetic world is scored with (each when its zoo weights are here).
+ZOO_JUDGES: tuple[str, ...] = (
+    "featdist",
+    "shape-classifier",
+    "shape-classifier-ft",
+    "shape-segmenter",
+)
+#: Always on when the receiver reconstructs (formulas: no model, any image).
+FORMULA_JUDGES: tuple[str, ...] = ("psnr", "ssim")
