@@ -18,7 +18,6 @@ from semcom.patches.codec import (
     POS_COMBINATORIAL,
     POS_GAPS,
     PixelCodec,
-    _exp_golomb,  # builds hand-made gap payloads
     decode_groups,
     decode_positions,
     encode_positions,
@@ -30,6 +29,7 @@ from semcom.patches.codec import (
     pixel_codec_from_id,
     position_sizes,
 )
+from semcom.patches.positions import _exp_golomb  # builds hand-made gap payloads
 
 
 def needs(fmt: str) -> pytest.MarkDecorator:
