@@ -1,0 +1,99 @@
+"""Judges as plug-ins: the registry and specs, class maps between label sets, resizing,
+metric names that collide, and what `semcom receive --judge` says."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semcom.errors import InputError
+from semcom.experiments.sweep import synthetic_evalset
+from semcom.judges import create_judge, default_judges, list_judges, parse_judge_spec
+from semcom.judges.builtin import ClassifierJudge
+from semcom.judges.scoring import judge_reconstructions, score
+from semcom.schemes.session import Decoded
+
+
+class Oracle(torch.nn.Module):
+    """Answers ``labels[i]`` for the i-th image of each call (in a permuted label set)."""
+
+    def __init__(self, labels: torch.Tensor, perm: torch.Tensor, n_classes: int) -> None:
+        super().__init__()
+        self.labels, self.perm, self.n = labels, perm, n_classes
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(tuple(x.shape[-2:]))
+        out = torch.zeros(x.shape[0], self.n)
+        out[torch.arange(x.shape[0]), self.perm[self.labels[: x.shape[0]]]] = 1.0
+        return out
+
+
+def test_specs_and_registry() -> None:
+    assert parse_judge_spec("classifier=runs/c.safetensors") == ("classifier", "runs/c.safetensors")
+    assert parse_judge_spec(" psnr ") == ("psnr", None)
+    for bad in ("", "=x", "classifier="):
+        with pytest.raises(InputError):
+            parse_judge_spec(bad)
+    with pytest.raises(InputError, match="unknown judge"):
+        create_judge("nope")
+    with pytest.raises(InputError, match="takes no file"):
+        create_judge("psnr=x")
+    assert {"psnr", "ssim", "featdist", "classifier", "segmenter"} <= set(list_judges())
+    names = [j.name for j in default_judges()]
+    assert names[:2] == ["psnr", "ssim"]
+
+
+def test_class_map_translates_another_label_set() -> None:
+    """A judge whose classes are the dataset's in another order (plus classes the dataset
+    does not have) is scored correctly through its class map."""
+    ev = synthetic_evalset(12)
+    c = int(ev.labels.max()) + 1
+    perm = torch.randperm(c, generator=torch.Generator().manual_seed(0)) + 3  # 3 extra classes
+    oracle = Oracle(ev.labels, perm, c + 3)
+    cmap = torch.full((c + 3,), -1)
+    cmap[perm] = torch.arange(c)
+    right = ClassifierJudge(oracle, "mapped", ("accuracy",), class_map=cmap)
+    wrong = ClassifierJudge(oracle, "unmapped", ("accuracy",))
+    args = (ev.images, ev.images, ev.labels, None, 12)
+    assert judge_reconstructions(right, *args) == {"accuracy": 1.0}
+    assert judge_reconstructions(wrong, *args)["accuracy"] < 0.5
+    short = ClassifierJudge(oracle, "short", ("accuracy",), class_map=cmap[:-1])
+    with pytest.raises(InputError, match="class map"):
+        judge_reconstructions(short, *args)
+
+
+def test_judges_trained_at_another_size_see_resized_images() -> None:
+    ev = synthetic_evalset(4, size=96)
+    oracle = Oracle(ev.labels, torch.arange(12), 12)
+    judge = ClassifierJudge(oracle, "small", ("accuracy",), input_size=64)
+    assert judge_reconstructions(judge, ev.images, ev.images, ev.labels, None)["accuracy"] == 1.0
+    assert oracle.sizes == [(64, 64)]
+
+
+def test_colliding_metric_names_are_kept_apart() -> None:
+    ev = synthetic_evalset(8)
+    oracle = Oracle(ev.labels, torch.arange(12), 12)
+    judges = [
+        ClassifierJudge(oracle, "a", ("accuracy",)),
+        ClassifierJudge(oracle, "b", ("accuracy",)),
+    ]
+    finals = [Decoded(x_hat=x, logits=torch.zeros(12)) for x in ev.images]
+    got = score(ev.images, ev.labels, None, finals, ("x_hat", "logits"), judges, 8)
+    assert got.judged_by == {"accuracy": "receiver", "accuracy[a]": "a", "accuracy[b]": "b"}
+    assert got.metrics["accuracy[a]"] == got.metrics["accuracy[b]"] == 1.0
+
+
+def test_receive_names_the_judges_it_was_given(tmp_path, capsys) -> None:
+    from semcom.cli import main
+    from semcom.imageio import save_image
+
+    ev = synthetic_evalset(1)
+    save_image(ev.images[0], tmp_path / "i.png")
+    assert main(["send", str(tmp_path / "i.png"), "-o", str(tmp_path / "m.smc")]) == 0
+    capsys.readouterr()
+    assert main(["receive", str(tmp_path / "m.smc"), "--judge", "shape-classifier"]) == 0
+    out = capsys.readouterr().out
+    assert "class:" in out and "judge shape-classifier (zoo)" in out
+    assert "segmentation" not in out  # only the judge asked for
+    assert main(["receive", str(tmp_path / "m.smc"), "--judge", "nope"]) == 2
