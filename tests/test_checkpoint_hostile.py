@@ -244,6 +244,7 @@ def test_constructor_misbehaviour(
 
 def test_model_budget(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """The bytes a config implies are bounded by a multiple of the file's size."""
+    import semcom.models.build_guard as build_guard
     import semcom.models.checkpoint as ck
 
     assert MAX_MODEL_BYTES >= 400 * 2**20  # fits vit-base-patch16-224 (346 MB)
@@ -252,10 +253,10 @@ def test_model_budget(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -
     assert ck.model_budget(size) == ck.MODEL_BYTES_PER_FILE_BYTE * size + ck.MODEL_BYTES_SLACK
     monkeypatch.setattr(ck, "MODEL_BYTES_SLACK", 0)
     monkeypatch.setattr(ck, "MODEL_BYTES_PER_FILE_BYTE", 0)
-    monkeypatch.setattr(ck, "_SMALL_NUMEL", -1)  # every tensor on meta while building
+    monkeypatch.setattr(build_guard, "_SMALL_NUMEL", -1)  # every tensor on meta while building
     with pytest.raises(BitstreamError, match="bytes of parameters and buffers, more than"):
         ck.load_checkpoint(files["vit"])
-    monkeypatch.setattr(ck, "_SMALL_NUMEL", 4096)  # small tensors are real: counted too
+    monkeypatch.setattr(build_guard, "_SMALL_NUMEL", 4096)  # small tensors are real: counted
     with pytest.raises(BitstreamError, match="allocates more than 0 bytes"):
         ck.load_checkpoint(files["vit"])
 
@@ -271,14 +272,14 @@ def test_data_section_must_be_covered(tmp_path: Path) -> None:
 def test_tensor_data_is_bounded_before_reading(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import semcom.models.checkpoint as ck
+    import semcom.models.tensor_files as tf
 
-    monkeypatch.setattr(ck, "MAX_MODEL_BYTES", 100)
+    monkeypatch.setattr(tf, "MAX_MODEL_BYTES", 100)
     with pytest.raises(BitstreamError, match="bytes of tensor data exceed the limit of 100"):
-        ck.load_checkpoint(files["vit"])
-    monkeypatch.setattr(ck, "MAX_HEADER_BYTES", 100)
+        load_checkpoint(files["vit"])
+    monkeypatch.setattr(tf, "MAX_HEADER_BYTES", 100)
     with pytest.raises(BitstreamError, match="zip records declare"):
-        ck.load_checkpoint(files["vit-hostile-pt"])
+        load_checkpoint(files["vit-hostile-pt"])
 
 
 def test_plain_state_dict_checks(files: dict[str, Path]) -> None:
@@ -349,6 +350,17 @@ def _one_error_line(err: str, prefix: str = "semcom: error: ") -> str:
     return lines[0]
 
 
+def _assert_refused(code: int, err: str, bad: str) -> None:
+    """Exit status 2 and one error line naming the hostile file and what its config implies."""
+    assert code == 2
+    line = _one_error_line(err)
+    assert bad in line and "implies" in line, line
+
+
+Files = dict[str, Path]
+Capsys = pytest.CaptureFixture[str]
+
+
 def test_cli_subprocess_peak_memory(files: dict[str, Path], image: Path, tmp_path: Path) -> None:
     """The real console entry on the embed_dim=4096 file: exit 2, one line, small RSS."""
     bad = files["vit-4096"]
@@ -371,13 +383,7 @@ def test_cli_subprocess_peak_memory(files: dict[str, Path], image: Path, tmp_pat
         ("decoder", "decoder"),
     ],
 )
-def test_cli_bench(
-    files: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    option: str,
-    kind: str,
-) -> None:
+def test_cli_bench(files: Files, tmp_path: Path, capsys: Capsys, option: str, kind: str) -> None:
     bad = str(files[f"{kind}-hostile"])
     argv = ["bench", "--n-images", "2", "--channels", "ideal", "--no-progress"]
     argv += ["--out", str(tmp_path / "r")]
@@ -385,10 +391,7 @@ def test_cli_bench(
         argv += ["--schemes", "raw", option, bad]
     else:
         argv += ["--schemes", f"patch-mean[{option}={bad}]"]
-    code, err = _cli(argv, capsys)
-    assert code == 2
-    line = _one_error_line(err)
-    assert bad in line and "implies" in line, line
+    _assert_refused(*_cli(argv, capsys), bad)
 
 
 @pytest.mark.parametrize("option", ["vit", "decoder"])
@@ -411,9 +414,7 @@ def test_cli_send_receive(
     # The sender only fingerprints the decoder's tensors (the small, valid ones).
     assert code == 0, err
     code, err = _cli(["receive", str(msg), "--scheme", f"patch-mean[{option}={bad}]"], capsys)
-    assert code == 2
-    line = _one_error_line(err)
-    assert bad in line and "implies" in line, line
+    _assert_refused(code, err, bad)
 
 
 @pytest.mark.parametrize(
@@ -426,13 +427,7 @@ def test_cli_send_receive(
 )
 @pytest.mark.parametrize("entry", ["semcom train", "python -m semcom.train"])
 def test_cli_train(
-    files: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    entry: str,
-    recipe: str,
-    option: str,
-    kind: str,
+    files: Files, tmp_path: Path, capsys: Capsys, entry: str, recipe: str, option: str, kind: str
 ) -> None:
     bad = str(files[f"{kind}-hostile"])
     argv = ["--model", recipe, option, bad, "--steps", "1", "--batch-size", "2"]
@@ -444,6 +439,4 @@ def test_cli_train(
 
         capsys.readouterr()
         code, err = train_main(argv), capsys.readouterr().err
-    assert code == 2
-    line = _one_error_line(err, prefix="semcom: error: ")
-    assert bad in line and "implies" in line, line
+    _assert_refused(code, err, bad)

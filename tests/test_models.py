@@ -66,40 +66,36 @@ def test_classifier_shapes_and_features(size: int) -> None:
     assert m.predict(x).shape == (2,)
 
 
-def test_classifier_param_count_and_keys() -> None:
-    m = create_model("shape-classifier", num_classes=NC)
-    n = sum(p.numel() for p in m.parameters())
-    assert 100_000 <= n <= 500_000
-    keys = set(m.state_dict())
-    for k in [
-        "stem.conv.weight",
-        "stem.norm.running_mean",
-        "stages.0.down.conv.weight",
-        "stages.2.block.norm.weight",
-        "head.fc.weight",
-        "head.fc.bias",
-    ]:
-        assert k in keys
+#: per model: the parameter-count range and some of its stable state-dict keys
+SIZES_AND_KEYS = {
+    "shape-classifier": (
+        (100_000, 500_000),
+        {"stem.conv.weight", "stem.norm.running_mean", "stages.0.down.conv.weight",
+         "stages.2.block.norm.weight", "head.fc.weight", "head.fc.bias"},
+    ),
+    "shape-segmenter": (
+        (100_000, 600_000),
+        {"enc.0.conv1.conv.weight", "bottleneck.conv2.norm.weight", "dec.2.lateral.weight",
+         "dec.0.conv.norm.weight", "head.conv.weight", "head.conv.bias"},
+    ),
+}  # fmt: skip
 
 
-def test_segmenter_shapes_and_keys() -> None:
+@pytest.mark.parametrize("name", SIZES_AND_KEYS)
+def test_param_count_and_keys(name: str) -> None:
+    (lo, hi), keys = SIZES_AND_KEYS[name]
+    m = create_model(name, num_classes=NC)
+    assert lo <= sum(p.numel() for p in m.parameters()) <= hi
+    assert keys <= set(m.state_dict())
+
+
+def test_segmenter_shapes() -> None:
     m = create_model("shape-segmenter", num_classes=NC).eval()
     assert isinstance(m, ShapeSegmenter)
     x = torch.rand(2, 3, 64, 40)
     out = m(x)
     assert out.shape == (2, NC + 1, 64, 40)
     assert m.predict(x).shape == (2, 64, 40)
-    n = sum(p.numel() for p in m.parameters())
-    assert 100_000 <= n <= 600_000
-    keys = set(m.state_dict())
-    for k in [
-        "enc.0.conv1.conv.weight",
-        "bottleneck.conv2.norm.weight",
-        "dec.2.lateral.weight",
-        "dec.0.conv.norm.weight",
-    ]:
-        assert k in keys
-    assert "head.conv.weight" in keys and "head.conv.bias" in keys
 
 
 def test_models_reject_bad_input() -> None:

@@ -287,12 +287,12 @@ def _rescore_margin(key: str, ref: float, n: int) -> float:
 @pytest.mark.parametrize("name", PATCH_ZOO)
 def test_patch_zoo_rescores_on_a_few_images(name: str) -> None:
     """The shipped weights re-scored with the project's evaluation
-    (``semcom.train.patch.evaluate_patch_model``) on a few fresh test images: every figure
+    (``semcom.train.recipes.evaluate_patch_model``) on a few fresh test images: every figure
     of ``metrics`` lies within 4 standard errors of the recorded one, and the claims the
     zoo makes that hold by wide margins hold on these images too. A broken model,
     decoder, patch selection, data generator or evaluation fails here without the slow
     256-image re-score below."""
-    from semcom.train.patch import evaluate_patch_model
+    from semcom.train.recipes import evaluate_patch_model
 
     e = zoo_entry(name)
     n = RESCORE_N[name]
@@ -327,7 +327,7 @@ def test_patch_zoo_rescores_on_a_few_images(name: str) -> None:
 def test_patch_zoo_entry_reproduces_check(name: str) -> None:
     """Each entry loads (built as its ``arch``) and re-scores all its ``check`` figures on
     the first 256 synthetic test images; the headline figures lie within tolerance."""
-    from semcom.train.patch import evaluate_patch_model
+    from semcom.train.recipes import evaluate_patch_model
 
     e = zoo_entry(name)
     model = load_pretrained(name)

@@ -51,19 +51,16 @@ def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _train_on(name: str, out: Path, ds: TensorDataset, **kw):
+    """``name`` trained on ``ds`` and evaluated on it (lr 1e-2, the TINY config)."""
+    return train_task_model(
+        name, out, lr=1e-2, data=ds, model_kw=TINY, eval_data=ds, quiet=True, **kw
+    )
+
+
 def test_classifier_learns_from_dataset(tmp_path: Path) -> None:
-    ds = _toy_classification()
-    res = train_task_model(
-        "shape-classifier",
-        tmp_path,
-        steps=40,
-        batch_size=16,
-        lr=1e-2,
-        data=ds,
-        model_kw=TINY,
-        eval_data=ds,
-        eval_n=0,
-        quiet=True,
+    res = _train_on(
+        "shape-classifier", tmp_path, _toy_classification(), steps=40, batch_size=16, eval_n=0
     )
     assert res.step == 40 and len(res.losses) == 40
     assert sum(res.losses[-5:]) / 5 < sum(res.losses[:5]) / 5
@@ -113,7 +110,7 @@ def test_resume_reads_its_files_as_untrusted(
     """``last_state.pt`` goes through ``load_torch_file`` (torch's zip format only) and
     ``last.safetensors`` is checked against the model from its header, before a tensor
     is read."""
-    import semcom.models.checkpoint as ck
+    import semcom.models.tensor_files as tf
 
     ds = _toy_classification()
     kw = dict(batch_size=8, data=ds, model_kw=TINY, eval_n=0, quiet=True)
@@ -127,12 +124,12 @@ def test_resume_reads_its_files_as_untrusted(
         train_task_model("shape-classifier", tmp_path, steps=4, **kw)
     s_path.write_bytes(good_s)
     # weights of the wrong shape under the right metadata: refused from the header
-    tensors, meta = ck.read_safetensors(good_w)
+    tensors, meta = tf.read_safetensors(good_w)
     tensors["head.fc.weight"] = torch.zeros(1000, *tensors["head.fc.weight"].shape[1:])
-    w_path.write_bytes(ck.serialize_safetensors(tensors, meta))
+    w_path.write_bytes(tf.serialize_safetensors(tensors, meta))
     reads: list[str] = []
-    real = ck.read_safetensors
-    monkeypatch.setattr(ck, "read_safetensors", lambda *a, **k: reads.append("x") or real(*a, **k))
+    real = tf.read_safetensors
+    monkeypatch.setattr(tf, "read_safetensors", lambda *a, **k: reads.append("x") or real(*a, **k))
     with pytest.raises(BitstreamError, match="'head.fc.weight' has shape"):
         train_task_model("shape-classifier", tmp_path, steps=4, **kw)
     assert reads == []
@@ -143,17 +140,7 @@ def test_resume_reads_its_files_as_untrusted(
 
 def test_segmenter_trains_on_dataset(tmp_path: Path) -> None:
     ds = _toy_segmentation()
-    res = train_task_model(
-        "shape-segmenter",
-        tmp_path,
-        steps=25,
-        batch_size=8,
-        lr=1e-2,
-        data=ds,
-        model_kw=TINY,
-        eval_data=ds,
-        quiet=True,
-    )
+    res = _train_on("shape-segmenter", tmp_path, ds, steps=25, batch_size=8)
     assert sum(res.losses[-3:]) < sum(res.losses[:3])
     m = res.metrics
     assert set(m) >= {"miou", "pixel_accuracy", "iou"} and m["n"] == len(ds)

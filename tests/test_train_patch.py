@@ -1,4 +1,4 @@
-"""Training recipes of attention-guided patch transmission (``semcom.train.patch``)."""
+"""Training recipes of attention-guided patch transmission (``semcom.train.recipes``)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ from torch.utils.data import TensorDataset
 import semcom.data
 from semcom.errors import InputError
 from semcom.models import create_model, load_checkpoint, save_checkpoint
-from semcom.train import main
-from semcom.train.patch import (
-    PATCH_MODELS,
-    apply_keep,
-    attention_coverage,
-    main_object_share,
-    select_patches,
-    train_patch_model,
-)
+from semcom.train import main, train_patch_model
+from semcom.train.patch import apply_keep, attention_coverage, main_object_share, select_patches
+from semcom.train.recipes import PATCH_MODELS
 
 SIZE = 32
 VIT_KW = {"img_size": SIZE, "embed_dim": 32, "depth": 1, "num_heads": 2}
@@ -123,18 +117,9 @@ def _mean(v: list[float]) -> float:
 
 def test_vit_learns_on_dataset(tmp_path: Path) -> None:
     res = train_patch_model(
-        "vit-synth",
-        tmp_path,
-        steps=40,
-        batch_size=16,
-        lr=3e-3,
-        data=_toy(),
-        eval_data=_toy(24, seed=1),
-        model_kw=VIT_KW,
-        image_size=SIZE,
-        quiet=True,
-        ckpt_every=0,
-    )
+        "vit-synth", tmp_path, steps=40, batch_size=16, lr=3e-3, data=_toy(),
+        eval_data=_toy(24, seed=1), model_kw=VIT_KW, image_size=SIZE, quiet=True, ckpt_every=0,
+    )  # fmt: skip
     assert _mean(res.losses[-5:]) < 0.7 * _mean(res.losses[:5])
     assert res.metrics["accuracy"] > 0.6 and res.metrics["n"] == 24
     assert "accuracy_attn_r0.25" in res.metrics
@@ -146,15 +131,9 @@ def test_vit_learns_on_dataset(tmp_path: Path) -> None:
 
 def test_decoder_learns(tmp_path: Path, frozen: dict[str, str]) -> None:
     res = train_patch_model(
-        "patch-decoder-synth",
-        tmp_path,
-        steps=30,
-        batch_size=8,
-        lr=1e-2,
-        data=_smooth(),
-        model_kw=DEC_KW,
-        **_common(frozen),
-    )
+        "patch-decoder-synth", tmp_path, steps=30, batch_size=8, lr=1e-2, data=_smooth(),
+        model_kw=DEC_KW, **_common(frozen),
+    )  # fmt: skip
     assert _mean(res.losses[-5:]) < 0.6 * _mean(res.losses[:5])
 
 
@@ -176,18 +155,10 @@ def test_decoder_resumes_bit_exactly(tmp_path: Path, frozen: dict[str, str]) -> 
 
 def test_decoder_eval_on_dataset(tmp_path: Path, frozen: dict[str, str]) -> None:
     res = train_patch_model(
-        "patch-decoder-synth",
-        tmp_path,
-        steps=2,
-        batch_size=8,
-        lr=1e-3,
-        data=_smooth(16),
-        eval_data=_smooth(8, seed=2),
-        model_kw=DEC_KW,
-        perceptual_weight=0.5,
-        perceptual_net=frozen["classifier"],
-        **{**_common(frozen), "eval_n": 8},
-    )
+        "patch-decoder-synth", tmp_path, steps=2, batch_size=8, lr=1e-3, data=_smooth(16),
+        eval_data=_smooth(8, seed=2), model_kw=DEC_KW, perceptual_weight=0.5,
+        perceptual_net=frozen["classifier"], **{**_common(frozen), "eval_n": 8},
+    )  # fmt: skip
     assert res.losses[0] > 0
     m = res.metrics
     assert m["n"] == 8 and m["psnr"] == m["psnr_rand_r0.5"]
@@ -200,15 +171,9 @@ def test_finetune_classifier_starts_from_given_weights(
 ) -> None:
     init, _ = load_checkpoint(frozen["classifier"])
     res = train_patch_model(
-        "shape-classifier-ft",
-        tmp_path,
-        steps=25,
-        batch_size=16,
-        lr=5e-3,
-        data=_toy(),
-        eval_data=_toy(16, seed=3),
-        **{**_common(frozen), "eval_n": 16},
-    )
+        "shape-classifier-ft", tmp_path, steps=25, batch_size=16, lr=5e-3, data=_toy(),
+        eval_data=_toy(16, seed=3), **{**_common(frozen), "eval_n": 16},
+    )  # fmt: skip
     assert res.model.config == init.config
     assert _mean(res.losses[-5:]) < _mean(res.losses[:5])
     assert {"accuracy", "acc_recon_attn_r0.25", "acc_recon_rand_r0.5"} <= set(res.metrics)
@@ -227,20 +192,11 @@ def test_finetune_classifier_starts_from_given_weights(
 
 
 def test_vit_synthetic_attention_guidance(tmp_path: Path) -> None:
+    guided = dict(attn_weight=5.0, aux_weight=1.0, eval_n=32, quiet=True, ckpt_every=0)
     res = train_patch_model(
-        "vit-synth",
-        tmp_path,
-        steps=40,
-        batch_size=16,
-        lr=3e-3,
-        model_kw=VIT_KW,
-        image_size=SIZE,
-        attn_weight=5.0,
-        aux_weight=1.0,
-        eval_n=32,
-        quiet=True,
-        ckpt_every=0,
-    )
+        "vit-synth", tmp_path, steps=40, batch_size=16, lr=3e-3, model_kw=VIT_KW,
+        image_size=SIZE, **guided,
+    )  # fmt: skip
     m = res.metrics
     assert m["n"] == 32 and {"cover_attn_r0.25", "cover_rand_r0.25"} <= set(m)
     # attention guidance alone pulls the CLS attention onto the main object quickly
@@ -300,52 +256,23 @@ def test_tiny_imagenet_code_path(tmp_path: Path, frozen: dict[str, str]) -> None
     base = _write_tiny_imagenet(tmp_path, ["n001", "n002", "n003"])
     ds = semcom.data.load_dataset("tiny-imagenet", root=base, split="train", size=64)
     assert len(ds) == 12
+    tiny = dict(steps=2, batch_size=4, lr=1e-3, dataset="tiny-imagenet", data_root=base)
+    tiny.update(quiet=True, ckpt_every=0)
+    vit_kw = {"embed_dim": 32, "depth": 1, "num_heads": 2}
     res = train_patch_model(
-        "vit-synth",
-        tmp_path / "vit",
-        steps=3,
-        batch_size=4,
-        lr=1e-3,
-        dataset="tiny-imagenet",
-        data_root=base,
-        model_kw={"embed_dim": 32, "depth": 1, "num_heads": 2},
-        quiet=True,
-        ckpt_every=0,
-        eval_n=0,
+        "vit-synth", tmp_path / "vit", **tiny | dict(steps=3, eval_n=0), model_kw=vit_kw
     )
     assert res.model.config["num_classes"] == 3 and res.model.config["img_size"] == 64
     assert res.metrics["split"] == "dataset" and res.metrics["n"] == 3
     vit_path = str(res.checkpoint)
     dec = train_patch_model(
-        "patch-decoder-synth",
-        tmp_path / "dec",
-        steps=2,
-        batch_size=4,
-        lr=1e-3,
-        dataset="tiny-imagenet",
-        data_root=base,
-        model_kw=DEC_KW,
-        vit=vit_path,
-        quiet=True,
-        ckpt_every=0,
+        "patch-decoder-synth", tmp_path / "dec", **tiny, model_kw=DEC_KW, vit=vit_path
     )
     assert dec.metrics["n"] == 3 and "psnr_attn_r0.25" in dec.metrics
     clf = create_model("shape-classifier", **CLF_KW)
     clf_path = str(save_checkpoint(clf, tmp_path / "clf.safetensors"))
-    ft = train_patch_model(
-        "shape-classifier-ft",
-        tmp_path / "ft",
-        steps=2,
-        batch_size=4,
-        lr=1e-3,
-        dataset="tiny-imagenet",
-        data_root=base,
-        vit=vit_path,
-        decoder=str(dec.checkpoint),
-        classifier=clf_path,
-        quiet=True,
-        ckpt_every=0,
-    )
+    frozen = dict(vit=vit_path, decoder=str(dec.checkpoint), classifier=clf_path)
+    ft = train_patch_model("shape-classifier-ft", tmp_path / "ft", **tiny, **frozen)
     assert ft.metrics["n"] == 3 and "acc_recon_rand_r0.25" in ft.metrics
 
 
@@ -371,7 +298,7 @@ def test_task_model_trains_on_tiny_imagenet_from_the_cli(
 
 
 def test_augment_batch_flips_and_shifts() -> None:
-    from semcom.train.loop import augment_batch
+    from semcom.train.recipes.classifier import augment_batch
 
     x = torch.rand(16, 3, 32, 32)
     torch.manual_seed(0)

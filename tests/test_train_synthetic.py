@@ -11,7 +11,7 @@ import torch
 from semcom.data import CLASS_NAMES, SPLITS
 from semcom.models import create_model, load_checkpoint
 from semcom.train import SyntheticSource, evaluate, main, train_task_model
-from semcom.train.loop import _mask_at
+from semcom.train.recipes.base import mask_at
 
 TINY = {"widths": [8, 8, 16, 16]}
 
@@ -45,7 +45,7 @@ def test_synthetic_source_seeds() -> None:
 
 def test_mask_at_samples_cell_centres() -> None:
     masks = torch.arange(64).view(1, 8, 8)
-    out = _mask_at(masks, (2, 2))
+    out = mask_at(masks, (2, 2))
     assert out.tolist() == [[[2 * 8 + 2, 2 * 8 + 6], [6 * 8 + 2, 6 * 8 + 6]]]
 
 

@@ -9,14 +9,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from semcom.errors import BitstreamError, InputError
-from semcom.models.vit import (
-    VIT_ARCHS,
-    VisionTransformer,
-    count_flops,
-    create_vit,
-    load_timm_state_dict,
-    resample_pos_embed,
-)
+from semcom.models.registry import list_models
+from semcom.models.vit import VisionTransformer, count_flops, create_vit
+from semcom.models.vit_timm import load_timm_state_dict, resample_pos_embed
 
 SMALL = dict(img_size=32, patch_size=8, embed_dim=24, depth=3, num_heads=3, num_classes=5)
 VARIANTS = {
@@ -351,7 +346,8 @@ def test_synth_architectures_build_and_run():
         assert m.img_size == 64 and m.num_patches == 64
         out = m(torch.rand(2, 3, 64, 64), return_attention="mean")
         assert out["logits"].shape == (2, 7) and out["attention"].shape == (2, 64)
-    assert VIT_ARCHS["vit-edge-synth"]["embed_dim"] < VIT_ARCHS["vit-tiny-synth"]["embed_dim"]
+    with torch.device("meta"):
+        assert create_vit("vit-edge-synth").embed_dim < create_vit("vit-tiny-synth").embed_dim
     import semcom.data.shapes as shapes
 
     with torch.device("meta"):
@@ -368,7 +364,13 @@ def test_registry_integration():
 
     m = registry.create_model("vit-edge-synth", num_classes=4)
     assert isinstance(m, VisionTransformer) and m.num_classes == 4
-    assert set(VIT_ARCHS) <= set(registry.list_models())
+    archs = list_models(module="vit")
+    assert set(archs) == {
+        "vit-tiny-synth", "vit-edge-synth", "deit-tiny-patch16-224", "deit-small-patch16-224",
+        "vit-base-patch16-224",
+    }  # fmt: skip
+    with pytest.raises(InputError, match="unknown ViT architecture 'shape-classifier'"):
+        create_vit("shape-classifier")  # registered, but not a ViT
     # the stamped config rebuilds the same architecture
     again = registry.create_model("vit-edge-synth", **m.config)
     assert again.config == m.config

@@ -74,7 +74,7 @@ def test_sha_mismatch_is_bitstream_error(tmp_path: Path, monkeypatch: pytest.Mon
     data[-1] ^= 0x01  # one flipped bit in the last weight
     (fake / e["file"]).write_bytes(bytes(data))
     monkeypatch.setattr(zoo_mod, "zoo_dir", lambda: fake)
-    zoo_mod._index.cache_clear()
+    zoo_mod.forget_index()
     try:
         with pytest.raises(BitstreamError, match="sha256"):
             load_pretrained(name)
@@ -82,7 +82,7 @@ def test_sha_mismatch_is_bitstream_error(tmp_path: Path, monkeypatch: pytest.Mon
         with pytest.raises(InputError, match="missing"):
             load_pretrained(name)
     finally:
-        zoo_mod._index.cache_clear()
+        zoo_mod.forget_index()
 
 
 def test_pretrained_features_are_deterministic() -> None:

@@ -1,4 +1,5 @@
-"""Small helpers shared by the model files (normalisation choice, class count)."""
+"""Small helpers shared by the model files (normalisation choice, class count, the
+shape CNNs' argument checks and input stem)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from torch import Tensor, nn
 from semcom.errors import InputError
 
 NORMS = ("batch", "group", "none")
+#: The shape CNNs' input normalisation without the edge stem: ``(x - MEAN) / STD``.
+MEAN, STD = 0.5, 0.25
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -46,6 +49,33 @@ def check_widths(widths: object, n: int | None = None) -> tuple[int, ...]:
         need = f"{n} " if n is not None else ""
         raise InputError(f"widths must be {need}positive ints, got {widths!r}")
     return out
+
+
+def check_shape_cnn(
+    num_classes: int | None, widths: object, norm: str, stem_stride: int
+) -> tuple[int, tuple[int, ...]]:
+    """The shape classifier's and segmenter's common arguments, checked:
+    ``(num_classes, widths)`` (see :func:`resolve_num_classes`; 4 widths)."""
+    num_classes = resolve_num_classes(num_classes)
+    if stem_stride not in (1, 2):
+        raise InputError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+    checked = check_widths(widths, 4)
+    make_norm(norm, 1)  # validates the name
+    return num_classes, checked
+
+
+def image_input(x: Tensor, edges: nn.Module | None, multiple: int = 1) -> Tensor:
+    """A float image batch ``(N, 3, H, W)`` in ``[0, 1]`` (``H``, ``W`` divisible by
+    ``multiple``), checked, as a shape CNN's stem takes it: ``edges(x)`` or normalised."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise InputError(f"expected a float image batch (N, 3, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"expected float input in [0, 1], got dtype {x.dtype}")
+    if multiple > 1 and (x.shape[2] % multiple or x.shape[3] % multiple):
+        raise InputError(
+            f"image height and width must be divisible by {multiple}, got {tuple(x.shape)}"
+        )
+    return edges(x) if edges is not None else (x - MEAN) / STD
 
 
 class ConvNormAct(nn.Module):

@@ -46,19 +46,10 @@ import torch
 from torch import Tensor, nn
 
 from semcom.errors import InputError
-from semcom.models._common import (
-    ConvNormAct,
-    EdgeFeatures,
-    check_widths,
-    make_norm,
-    resolve_num_classes,
-)
+from semcom.models._common import ConvNormAct, EdgeFeatures, check_shape_cnn, image_input
 from semcom.models.registry import register_model
 
 __all__ = ["ShapeClassifier"]
-
-_MEAN = 0.5
-_STD = 0.25
 
 
 class _Stage(nn.Module):
@@ -118,11 +109,7 @@ class ShapeClassifier(nn.Module):
         stem_stride: int = 2,
     ) -> None:
         super().__init__()
-        num_classes = resolve_num_classes(num_classes)
-        if stem_stride not in (1, 2):
-            raise InputError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
-        widths = check_widths(widths, 4)
-        make_norm(norm, 1)  # validates the name
+        num_classes, widths = check_shape_cnn(num_classes, widths, norm, stem_stride)
         if not 0.0 <= float(dropout) < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {dropout!r}")
         self.num_classes = num_classes
@@ -155,16 +142,9 @@ class ShapeClassifier(nn.Module):
             if isinstance(norm, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.zeros_(norm.weight)
 
-    def _check(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise InputError(f"expected a float image batch (N, 3, H, W), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise InputError(f"expected float input in [0, 1], got dtype {x.dtype}")
-        return self.edges(x) if self.edges is not None else (x - _MEAN) / _STD
-
     def features(self, x: Tensor) -> list[Tensor]:
         """Intermediate maps ``[stem, stages.0, stages.1, stages.2]`` for ``x`` (N, 3, H, W)."""
-        h = self.stem(self._check(x))
+        h = self.stem(image_input(x, self.edges))
         feats = [h]
         for stage in self.stages:
             h = stage(h)

@@ -24,7 +24,8 @@ does not prove the opposite, and every receiver output names the judge's domain 
 
 The statistics live in a small safetensors file in the zoo (``<judge>.domain.safetensors``:
 ``mean`` ``(D,)`` float32 and ``whiten`` ``(D, D)`` float16, with ``z = whiten @ (f -
-mean)`` and distance ``|z|^2 / D``), named with its sha256 in the judge's zoo entry.
+mean)`` and distance ``|z|^2 / D``), named with its sha256 in the judge's zoo entry
+(fitted and recorded by :func:`semcom.train.publish.refit_zoo_domain`).
 """
 
 from __future__ import annotations
@@ -97,18 +98,18 @@ class DomainCheck:
         """Write ``mean``/``whiten`` (float16) and the threshold as a safetensors file."""
         import torch
 
-        from semcom.models.checkpoint import _atomic_write, serialize_safetensors
+        from semcom.models.tensor_files import atomic_write, serialize_safetensors
 
         tensors = {"mean": self.mean.float(), "whiten": self.whiten.to(torch.float16)}
         meta = {"format": "semcom-domain", "threshold": repr(self.threshold), **(extra or {})}
-        _atomic_write(Path(path), serialize_safetensors(tensors, meta))
+        atomic_write(Path(path), serialize_safetensors(tensors, meta))
         return Path(path)
 
 
 def load_domain_check(path: str | Path) -> DomainCheck:
     """Read a file written by :meth:`DomainCheck.save` (BitstreamError if malformed)."""
     from semcom.errors import BitstreamError
-    from semcom.models.checkpoint import load_state_dict_file
+    from semcom.models.tensor_files import load_state_dict_file
 
     sd, meta = load_state_dict_file(path)
     mean, whiten = sd.get("mean"), sd.get("whiten")
@@ -157,40 +158,12 @@ def fit_domain(
     return replace(check, threshold=float(torch.quantile(dist, QUANTILE)))
 
 
-def refit_zoo_domain(judge: str = "shape-classifier", n_fit: int = 4096, n_heldout: int = 2048):
-    """Fit ``judge``'s domain check on the synthetic world and record it in the zoo
-    (``<judge>.domain.safetensors`` + the ``domain_check`` entry of ``zoo.json``).
-    A maintenance step: ``python -m semcom.models.domain``. Deterministic."""
-    import json
+if __name__ == "__main__":  # the command zoo.json names for this file's fit
+    import sys
 
-    import torch
-
-    from semcom.data.synthetic import SyntheticWorld
-    from semcom.models.zoo import file_sha256, load_pretrained, write_zoo_index, zoo_dir
-
-    torch.set_num_threads(1)
-    world = SyntheticWorld()
-    model = load_pretrained(judge).eval()
-    fit = world.generate(world.split_seeds("train", n_fit)).images
-    held = world.generate(world.split_seeds("val", n_heldout)).images
-    check = fit_domain(model, fit, held)
-    path = check.save(zoo_dir() / f"{judge}.domain.safetensors")
-    check = load_domain_check(path)  # as stored (float16 whitening)
-    index = zoo_dir() / "zoo.json"
-    doc = json.loads(index.read_text("utf-8"))
-    for entry in doc["models"]:
-        if entry["name"] == judge:
-            entry["domain_check"] = {
-                "file": path.name,
-                "sha256": file_sha256(path),
-                "threshold": round(check.threshold, 4),
-                "fit": f"python -m semcom.models.domain: synthetic train (n={n_fit}), threshold"
-                f" = {QUANTILE:.1%} quantile on val (n={n_heldout})",
-                "measured": "python benchmarks/bench_domain.py --photos DIR ...",
-            }
-    write_zoo_index(index, doc)
-    return check
-
-
-if __name__ == "__main__":
-    print(f"threshold {refit_zoo_domain().threshold:.4f}")
+    print(
+        "semcom: the domain check is refitted and published by the trainer now: "
+        "python -m semcom.train.publish (semcom.models only reads the zoo)",
+        file=sys.stderr,
+    )
+    sys.exit(2)

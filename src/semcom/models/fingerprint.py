@@ -47,7 +47,7 @@ class ModelMismatchError(BitstreamError):
 
 def weights_sha256(weights: nn.Module | Mapping[str, Tensor]) -> str:
     """Hex sha256 of a model's weights (its state dict), independent of file metadata."""
-    from semcom.models.checkpoint import serialize_safetensors
+    from semcom.models.tensor_files import serialize_safetensors
 
     sd = weights.state_dict() if hasattr(weights, "state_dict") else dict(weights)
     return hashlib.sha256(serialize_safetensors(sd, {})).hexdigest()
@@ -75,7 +75,7 @@ def spec_fingerprint(spec: str | Path | nn.Module) -> str:
 
     if is_checkpoint_path(spec):
         from semcom.errors import InputError
-        from semcom.models.checkpoint import load_state_dict_file
+        from semcom.models.tensor_files import load_state_dict_file
 
         if not Path(spec).is_file():
             raise InputError(f"checkpoint {str(spec)!r} does not exist")

@@ -50,7 +50,17 @@ def _qualname(obj: object) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-_INFRA = {"registry", "checkpoint", "zoo", "fingerprint", "domain"}
+#: Files of ``semcom.models`` that register no model (not imported by discovery).
+_INFRA = {
+    "build_guard",
+    "checkpoint",
+    "domain",
+    "fingerprint",
+    "registry",
+    "tensor_files",
+    "vit_timm",
+    "zoo",
+}
 _discovered = False
 
 
@@ -79,10 +89,14 @@ def _ensure_builtin() -> None:
             warnings.warn(f"semcom.models.{info.name} not registered: {exc}", stacklevel=2)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Sorted names of all registered models, optionally filtered by ``fnmatch`` pattern."""
+def list_models(pattern: str | None = None, module: str | None = None) -> list[str]:
+    """Sorted names of all registered models, optionally filtered by ``fnmatch`` pattern
+    and by the model file that registers them (``module="vit"``: ``semcom.models.vit``'s)."""
     _ensure_builtin()
     names = sorted(_REGISTRY)
+    if module:
+        where = module if "." in module else f"semcom.models.{module}"
+        names = [n for n in names if getattr(_REGISTRY[n], "__module__", None) == where]
     if pattern:
         import fnmatch
 

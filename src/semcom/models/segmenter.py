@@ -39,20 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semcom.errors import InputError
-from semcom.models._common import (
-    ConvNormAct,
-    EdgeFeatures,
-    check_widths,
-    make_norm,
-    resolve_num_classes,
-)
+from semcom.models._common import ConvNormAct, EdgeFeatures, check_shape_cnn, image_input
 from semcom.models.registry import register_model
 
 __all__ = ["ShapeSegmenter"]
-
-_MEAN = 0.5
-_STD = 0.25
 
 
 class _DoubleConv(nn.Module):
@@ -118,11 +108,7 @@ class ShapeSegmenter(nn.Module):
         stem_stride: int = 2,
     ) -> None:
         super().__init__()
-        num_classes = resolve_num_classes(num_classes)
-        if stem_stride not in (1, 2):
-            raise InputError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
-        w = check_widths(widths, 4)
-        make_norm(norm, 1)
+        num_classes, w = check_shape_cnn(num_classes, widths, norm, stem_stride)
         self.num_classes = num_classes
         self.config: dict = {
             "num_classes": num_classes,
@@ -152,13 +138,7 @@ class ShapeSegmenter(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``float32 (N, C + 1, H, W)`` for images ``float32 (N, 3, H, W)`` in ``[0, 1]``."""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise InputError(f"expected a float image batch (N, 3, H, W), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise InputError(f"expected float input in [0, 1], got dtype {x.dtype}")
-        if x.shape[2] % 8 or x.shape[3] % 8:
-            raise InputError(f"image height and width must be divisible by 8, got {tuple(x.shape)}")
-        h = self.edges(x) if self.edges is not None else (x - _MEAN) / _STD
+        h = image_input(x, self.edges, multiple=8)
         skips = []
         for i, enc in enumerate(self.enc):
             h = enc(h if i == 0 else F.max_pool2d(h, 2))

@@ -10,7 +10,11 @@ exactly (``cls_token``, ``dist_token``, ``pos_embed``, ``patch_embed.proj.*``,
 ``blocks.{i}.norm1.*``, ``blocks.{i}.attn.qkv.*``, ``blocks.{i}.attn.proj.*``,
 ``blocks.{i}.norm2.*``, ``blocks.{i}.mlp.fc1.*``, ``blocks.{i}.mlp.fc2.*``, ``norm.*``,
 ``head.*``, ``head_dist.*``), so public timm / DeiT checkpoints load through
-:func:`load_timm_state_dict` without importing timm. timm itself is never imported.
+:func:`semcom.models.vit_timm.load_timm_state_dict`; timm itself is never imported.
+
+The registered architectures (``vit-edge-synth``, ``deit-tiny-patch16-224``, ...) are
+factories in the one model registry (:mod:`semcom.models.registry`); random init,
+weights only ever come from files.
 
 Tensor conventions
 ------------------
@@ -25,46 +29,25 @@ Tensor conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semcom.errors import BitstreamError, InputError
+from semcom.errors import InputError
+from semcom.models.registry import list_models, model_entrypoint, register_model
 
 __all__ = [
-    "VIT_ARCHS",
     "AttentionMode",
     "VisionTransformer",
     "count_flops",
     "create_vit",
-    "load_timm_state_dict",
-    "resample_pos_embed",
 ]
 
 AttentionMode = Literal["mean", "rollout"]
 _ATTENTION_MODES = (None, "mean", "rollout")
-
-# Registered architectures (random init; weights only ever come from files).
-VIT_ARCHS: dict[str, dict[str, Any]] = {
-    "vit-tiny-synth": dict(
-        img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, num_classes=None
-    ),
-    "vit-edge-synth": dict(
-        img_size=64, patch_size=8, embed_dim=96, depth=4, num_heads=3, num_classes=None
-    ),
-    "deit-tiny-patch16-224": dict(
-        img_size=224, patch_size=16, embed_dim=192, depth=12, num_heads=3, num_classes=1000
-    ),
-    "deit-small-patch16-224": dict(
-        img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000
-    ),
-    "vit-base-patch16-224": dict(
-        img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, num_classes=1000
-    ),
-}
 
 
 class PatchEmbed(nn.Module):
@@ -468,131 +451,6 @@ class VisionTransformer(nn.Module):
         return maps
 
 
-# -------------------------------------------------------------------- checkpoints
-def resample_pos_embed(pos_embed: Tensor, new_grid: int, num_prefix_tokens: int) -> Tensor:
-    """Resize absolute position embeddings to another (square) patch grid.
-
-    Args:
-        pos_embed: ``(1, num_prefix_tokens + G*G, D)``; the prefix part is kept as is.
-        new_grid: target grid side ``G'``.
-        num_prefix_tokens: leading CLS / distillation positions, not interpolated.
-
-    Returns:
-        ``(1, num_prefix_tokens + G'*G', D)`` in the input dtype; the grid part is bicubic
-        interpolated (``align_corners=False``, ``antialias=True`` -- timm's choice, which
-        also changes the cubic kernel when enlarging) in float32.
-
-    Raises:
-        BitstreamError: the grid part is not a perfect square.
-    """
-    if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
-        raise BitstreamError(f"pos_embed must have shape (1, T, D), got {tuple(pos_embed.shape)}")
-    n_grid = pos_embed.shape[1] - num_prefix_tokens
-    old_grid = math.isqrt(max(n_grid, 0))
-    if n_grid <= 0 or old_grid * old_grid != n_grid:
-        raise BitstreamError(
-            f"pos_embed has {n_grid} grid positions after {num_prefix_tokens} prefix tokens; "
-            "not a square grid"
-        )
-    if old_grid == new_grid:
-        return pos_embed
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    d = grid.shape[-1]
-    g = grid.float().reshape(1, old_grid, old_grid, d).permute(0, 3, 1, 2)
-    g = F.interpolate(
-        g,
-        size=(new_grid, new_grid),
-        mode="bicubic",
-        align_corners=False,
-        antialias=True,
-    )
-    g = g.permute(0, 2, 3, 1).reshape(1, new_grid * new_grid, d).to(pos_embed.dtype)
-    return torch.cat([prefix, g], dim=1)
-
-
-def load_timm_state_dict(
-    model: VisionTransformer,
-    state_dict: Mapping[str, Any],
-    *,
-    drop_head: bool = False,
-) -> VisionTransformer:
-    """Load a timm / DeiT ViT state dict into ``model`` (in place; strict).
-
-    Args:
-        model: the target :class:`VisionTransformer`.
-        state_dict: tensors by timm key name. A checkpoint wrapped as ``{"model": sd}`` or
-            ``{"state_dict": sd}`` and a ``"module."`` prefix (DataParallel) are unwrapped.
-        drop_head: ignore ``head.*`` / ``head_dist.*`` in the file and keep the model's own
-            (freshly initialised) classifier -- for fine-tuning to another class count.
-
-    Returns:
-        ``model``.
-
-    ``pos_embed`` is resampled (bicubic over the patch grid) when the checkpoint was
-    trained at another image size; every other tensor must match in shape.
-
-    Raises:
-        BitstreamError: missing or unexpected keys (all listed), non-tensor values, or a
-            shape mismatch (key, file shape, model shape).
-    """
-    sd: Mapping[str, Any] = state_dict
-    for wrapper in ("model", "state_dict"):
-        if isinstance(sd, Mapping) and wrapper in sd and isinstance(sd[wrapper], Mapping):
-            sd = sd[wrapper]
-    if not isinstance(sd, Mapping):
-        raise BitstreamError(f"state dict must be a mapping, got {type(sd).__name__}")
-    items = {}
-    for key, value in sd.items():
-        if not isinstance(key, str):
-            raise BitstreamError(f"state dict key {key!r} is not a string")
-        items[key.removeprefix("module.")] = value
-
-    own = model.state_dict()
-    if drop_head:
-        items = {k: v for k, v in items.items() if not k.startswith(("head.", "head_dist."))}
-    expected = {k for k in own if not (drop_head and k.startswith(("head.", "head_dist.")))}
-    missing = sorted(expected - items.keys())
-    unexpected = sorted(items.keys() - expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
-        raise BitstreamError(
-            "state dict does not match VisionTransformer("
-            f"{', '.join(f'{k}={v}' for k, v in model.config.items())}): " + "; ".join(parts)
-        )
-
-    new: dict[str, Tensor] = {}
-    for key in sorted(expected):
-        value = items[key]
-        if not isinstance(value, Tensor):
-            kind = type(value).__name__
-            raise BitstreamError(f"state dict entry {key!r} is not a tensor ({kind})")
-        if key == "pos_embed" and value.shape != own[key].shape:
-            if value.ndim != 3 or value.shape[-1] != own[key].shape[-1]:
-                raise BitstreamError(
-                    f"pos_embed shape {tuple(value.shape)} incompatible with model "
-                    f"{tuple(own[key].shape)}"
-                )
-            value = resample_pos_embed(value, model.grid_size, model.num_prefix_tokens)
-        if value.shape != own[key].shape:
-            raise BitstreamError(
-                f"shape mismatch for {key!r}: file {tuple(value.shape)}, "
-                f"model {tuple(own[key].shape)}"
-            )
-        if not value.is_floating_point():
-            raise BitstreamError(f"state dict entry {key!r} has non-float dtype {value.dtype}")
-        new[key] = value.to(dtype=own[key].dtype)
-    if drop_head:
-        for key in own:
-            if key.startswith(("head.", "head_dist.")):
-                new[key] = own[key]
-    model.load_state_dict(new, strict=True)
-    return model
-
-
 # ------------------------------------------------------------------- FLOP counting
 def count_flops(
     model: VisionTransformer | Mapping[str, Any],
@@ -632,20 +490,11 @@ def count_flops(
     return batch * flops
 
 
-# ----------------------------------------------------------------------- registry
-def create_vit(name: str, **overrides: Any) -> VisionTransformer:
-    """Build a registered architecture (random init) with optional config overrides.
-
-    The ``*-synth`` models default ``num_classes`` to the synthetic world's class count
-    (``len(semcom.data.synthetic.CLASS_NAMES)``); pass ``num_classes`` explicitly to avoid
-    that import.
-
-    Raises:
-        InputError: unknown ``name`` or an invalid config value.
-    """
-    if name not in VIT_ARCHS:
-        raise InputError(f"unknown ViT architecture {name!r}; known: {sorted(VIT_ARCHS)}")
-    cfg = {**VIT_ARCHS[name], **overrides}
+# ------------------------------------------------------------ registered architectures
+def _vit(name: str, overrides: dict[str, Any], **defaults: Any) -> VisionTransformer:
+    """``VisionTransformer(**defaults | overrides)``; ``num_classes=None`` is the synthetic
+    world's class count (``len(semcom.data.synthetic.CLASS_NAMES)``)."""
+    cfg = {**defaults, **overrides}
     if cfg.get("num_classes") is None:
         try:
             from semcom.data.synthetic import CLASS_NAMES
@@ -658,23 +507,64 @@ def create_vit(name: str, **overrides: Any) -> VisionTransformer:
         raise InputError(f"{name}: bad config override: {e}") from e
 
 
-def _factory(name: str) -> Callable[..., VisionTransformer]:
-    def build(**overrides: Any) -> VisionTransformer:
-        return create_vit(name, **overrides)
+@register_model("vit-tiny-synth")
+def vit_tiny_synth(**overrides: Any) -> VisionTransformer:
+    """64x64 synthetic-world images, 8x8 patches, 6 blocks of width 192 (3 heads)."""
+    return _vit(
+        "vit-tiny-synth", overrides, img_size=64, patch_size=8, embed_dim=192, depth=6,
+        num_heads=3, num_classes=None,
+    )  # fmt: skip
 
-    build.__name__ = name.replace("-", "_")
-    build.__qualname__ = build.__name__
-    build.__doc__ = f"Build ``{name}`` ({VIT_ARCHS[name]}); keyword overrides allowed."
-    return build
+
+@register_model("vit-edge-synth")
+def vit_edge_synth(**overrides: Any) -> VisionTransformer:
+    """64x64 synthetic-world images, 8x8 patches, 4 blocks of width 96 (3 heads): the
+    zoo's ``vit-synth``."""
+    return _vit(
+        "vit-edge-synth", overrides, img_size=64, patch_size=8, embed_dim=96, depth=4,
+        num_heads=3, num_classes=None,
+    )  # fmt: skip
 
 
-try:
-    from semcom.models.registry import register_model
-except ModuleNotFoundError as e:  # registry not written yet: architectures via create_vit()
-    if e.name not in ("semcom.models.registry", "semcom.models"):
-        raise
-    register_model = None
+@register_model("deit-tiny-patch16-224")
+def deit_tiny_patch16_224(**overrides: Any) -> VisionTransformer:
+    """DeiT-Tiny: 224x224 ImageNet images, 16x16 patches, 12 blocks of width 192."""
+    return _vit(
+        "deit-tiny-patch16-224", overrides, img_size=224, patch_size=16, embed_dim=192,
+        depth=12, num_heads=3, num_classes=1000,
+    )  # fmt: skip
 
-if register_model is not None:
-    for _name in VIT_ARCHS:
-        register_model(_name)(_factory(_name))
+
+@register_model("deit-small-patch16-224")
+def deit_small_patch16_224(**overrides: Any) -> VisionTransformer:
+    """DeiT-Small: 224x224 ImageNet images, 16x16 patches, 12 blocks of width 384."""
+    return _vit(
+        "deit-small-patch16-224", overrides, img_size=224, patch_size=16, embed_dim=384,
+        depth=12, num_heads=6, num_classes=1000,
+    )  # fmt: skip
+
+
+@register_model("vit-base-patch16-224")
+def vit_base_patch16_224(**overrides: Any) -> VisionTransformer:
+    """ViT-B/16: 224x224 ImageNet images, 16x16 patches, 12 blocks of width 768."""
+    return _vit(
+        "vit-base-patch16-224", overrides, img_size=224, patch_size=16, embed_dim=768,
+        depth=12, num_heads=12, num_classes=1000,
+    )  # fmt: skip
+
+
+def create_vit(name: str, **overrides: Any) -> VisionTransformer:
+    """Build a registered ViT architecture (random init) with optional config overrides.
+
+    The same as ``create_model(name, **overrides)`` for the architectures of this file,
+    without the registry's ``semcom_name`` stamp. The ``*-synth`` models default
+    ``num_classes`` to the synthetic world's class count; pass ``num_classes``
+    explicitly to avoid that import.
+
+    Raises:
+        InputError: unknown ``name`` or an invalid config value.
+    """
+    archs = list_models(module=__name__)
+    if name not in archs:
+        raise InputError(f"unknown ViT architecture {name!r}; known: {archs}")
+    return model_entrypoint(name)(**overrides)

@@ -16,6 +16,9 @@
 ``metrics`` are scored on the synthetic *test* split; ``tolerance`` is the absolute
 margin within which retraining with ``train.command`` reproduces them; ``check`` is the
 same evaluation on the first 256 test images (what the test-suite re-scores).
+
+This module only reads and verifies the zoo; models are published into it (files
+copied, scored, ``zoo.json`` written) by :mod:`semcom.train.publish`.
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ if TYPE_CHECKING:
 from semcom.errors import BitstreamError, InputError
 
 __all__ = [
-    "add_to_zoo",
-    "is_checkpoint_path",
-    "load_model",
     "file_sha256",
+    "forget_index",
+    "is_checkpoint_path",
     "list_zoo",
+    "load_model",
     "load_pretrained",
     "zoo_dir",
     "zoo_entry",
@@ -60,6 +63,11 @@ def _index() -> dict[str, dict[str, Any]]:
         return {e["name"]: e for e in entries}
     except (ValueError, KeyError, TypeError) as exc:
         raise BitstreamError(f"{path}: malformed zoo index: {exc}") from None
+
+
+def forget_index() -> None:
+    """Drop the cached ``zoo.json`` (call after rewriting it); the next read loads it anew."""
+    _index.cache_clear()
 
 
 def list_zoo() -> list[str]:
@@ -147,66 +155,3 @@ def load_model(spec: str | Path) -> nn.Module:
         model, _ = load_checkpoint(spec)
         return model.eval()
     return load_pretrained(str(spec))
-
-
-def add_to_zoo(
-    checkpoint: str | Path,
-    *,
-    command: str,
-    tolerance: dict[str, float],
-    test_n: int = 2048,
-    check_n: int = 256,
-    train_facts: dict[str, Any] | None = None,
-    directory: str | Path | None = None,
-) -> dict[str, Any]:
-    """Copy a trained checkpoint into the zoo, score it on the test split, update ``zoo.json``.
-
-    A maintenance helper (used to build the shipped zoo). The entry records ``command``
-    (the exact ``python -m semcom.train ...`` line), ``train_facts`` (seed, steps, wall
-    time, ...), the test metrics on ``test_n`` images, the ``check_n``-image figures the
-    test-suite re-scores, and ``tolerance`` (absolute, per metric). Returns the entry.
-    """
-    import shutil
-
-    from semcom.models.checkpoint import load_checkpoint
-    from semcom.models.fingerprint import weights_sha256
-    from semcom.train.evaluate import evaluate
-
-    src = Path(checkpoint)
-    model, meta = load_checkpoint(src)
-    task = getattr(model, "task", None)
-    keys = {"classify": ["accuracy"], "segment": ["miou", "pixel_accuracy"]}[task]
-    full = evaluate(model, split="test", n=test_n)
-    check = evaluate(model, split="test", n=check_n)
-    out_dir = Path(directory) if directory is not None else zoo_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fname = f"{meta.name}.safetensors"
-    if src.resolve() != (out_dir / fname).resolve():
-        shutil.copyfile(src, out_dir / fname)
-    entry = {
-        "name": meta.name,
-        "file": fname,
-        "sha256": file_sha256(out_dir / fname),
-        "weights_sha256": weights_sha256(model),
-        "bytes": (out_dir / fname).stat().st_size,
-        "task": task,
-        "config": meta.config,
-        "train": {"command": command, **(train_facts or {}), "step": meta.step},
-        "metrics": {"split": "test", "n": full["n"], **{k: round(full[k], 4) for k in keys}},
-        "check": {"split": "test", "n": check["n"], **{k: check[k] for k in keys}},
-        "tolerance": {k: float(tolerance.get(k, 0.02)) for k in keys},
-    }
-    index = out_dir / "zoo.json"
-    doc = json.loads(index.read_text("utf-8")) if index.is_file() else {"format_version": 1}
-    models = [e for e in doc.get("models", []) if e.get("name") != meta.name] + [entry]
-    doc["models"] = sorted(models, key=lambda e: e["name"])
-    write_zoo_index(index, doc)
-    return entry
-
-
-def write_zoo_index(index: Path, doc: dict[str, Any]) -> None:
-    """Write ``zoo.json`` (``doc``) atomically and forget the cached index."""
-    from semcom.models.checkpoint import _atomic_write
-
-    _atomic_write(index, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
-    _index.cache_clear()

@@ -5,7 +5,7 @@ Example (the zoo's classifier)::
     semcom train --model shape-classifier --steps 1500 --batch-size 64 \
         --lr 3e-3 --seed 0 --out runs/shape-classifier
 
-The attention-guided patch-transmission recipes (``semcom.train.patch``) run the same
+The attention-guided patch-transmission recipes (``semcom.train.recipes``) run the same
 way: ``--model vit-synth | patch-decoder-synth | shape-classifier-ft`` (options in the
 "patch transmission" group; ``--dataset tiny-imagenet --data-root DIR`` for real data).
 
@@ -56,7 +56,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 def trainable_models() -> list[str]:
     """Every name ``--model`` takes: the registered models and the patch recipes."""
     from semcom.models.registry import list_models
-    from semcom.train.patch import PATCH_MODELS
+    from semcom.train.recipes import PATCH_MODELS
 
     return sorted(set(list_models()) | set(PATCH_MODELS))
 
@@ -156,10 +156,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m semcom.train"
 
 
 def _train(args: argparse.Namespace, model_kw: dict) -> Any:
-    """Run the training ``args`` ask for: a ``semcom.train.patch`` recipe, or a registered
+    """Run the training ``args`` ask for: a patch-transmission recipe, or a registered
     task model (on the synthetic world or a real dataset)."""
-    from semcom.train.loop import train_task_model
-    from semcom.train.patch import PATCH_MODELS, train_patch_model
+    from semcom.train.loop import train_patch_model, train_task_model
+    from semcom.train.recipes import PATCH_MODELS
     from semcom.train.sources import load_data_split
 
     common = dict(

@@ -7,7 +7,6 @@ pixels labelled ``IGNORE_INDEX`` (255) are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -16,28 +15,9 @@ from torch import Tensor, nn
 from semcom.errors import InputError
 from semcom.metrics import IGNORE_INDEX, confusion_matrix, iou_from_confusion
 from semcom.metrics import pixel_accuracy_from_confusion as _pixacc
+from semcom.train.sources import eval_batches
 
 __all__ = ["IGNORE_INDEX", "evaluate"]
-
-
-def _synthetic_batches(
-    split: str, n: int, batch_size: int, image_size: int
-) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    from semcom.data import SyntheticWorld, to_float
-
-    world = SyntheticWorld(size=image_size)
-    seeds = torch.as_tensor(world.split_seeds(split, n), dtype=torch.int64)
-    for i in range(0, len(seeds), batch_size):
-        b = world.generate(seeds[i : i + batch_size])
-        yield to_float(b.images), b.labels, b.masks
-
-
-def _dataset_batches(data: Any, n: int | None, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-    from semcom.train.sources import collate_items
-
-    total = len(data) if n is None else min(n, len(data))
-    for i in range(0, total, batch_size):
-        yield collate_items([data[j] for j in range(i, min(total, i + batch_size))])
 
 
 @torch.no_grad()
@@ -56,12 +36,12 @@ def evaluate(
     Returns ``{"split", "n", "accuracy"}`` for classifiers and ``{"split", "n", "miou",
     "pixel_accuracy", "iou"}`` for segmenters (``task`` defaults to ``model.task``);
     ``{"split", "n", "psnr"}`` for patch decoders (``task == "reconstruct"``: half the
-    patches kept at random, see ``semcom.train.patch.evaluate_reconstruction``).
+    patches kept at random: ``semcom.train.patch.evaluate_reconstruction``).
     The model is put in eval mode and restored to its previous mode afterwards.
     """
     model = getattr(model, "module", model)
     task = task or getattr(model, "task", None)
-    if task == "reconstruct":  # patch decoders: see semcom.train.patch
+    if task == "reconstruct":  # patch decoders
         from semcom.train.patch import evaluate_reconstruction
 
         return evaluate_reconstruction(
@@ -76,14 +56,9 @@ def evaluate(
     correct = count = 0
     cm: Tensor | None = None
     try:
-        if data is None:
-            batches = (
-                (x, lab if task == "classify" else mask)
-                for x, lab, mask in _synthetic_batches(split, n, batch_size, image_size)
-            )
-        else:
-            batches = _dataset_batches(data, n, batch_size)
-        for x, y in batches:
+        for x, y, masks, _ in eval_batches(split, n, batch_size, image_size, data):
+            if task == "segment" and masks is not None:  # the synthetic world's masks
+                y = masks
             out = model(x)
             if isinstance(out, dict):  # e.g. VisionTransformer: {"logits": ...}
                 out = out["logits"]

@@ -1,20 +1,30 @@
-"""Where training batches come from: the infinite synthetic world or a torch Dataset.
+"""Where batches come from: the infinite synthetic world or a torch Dataset.
 
-Both sources are *stateless*: the global batch of step ``s`` is a pure function of
-``(seed, s)``, so a resumed run sees exactly the data an uninterrupted one would, and
+Both training sources are *stateless*: the global batch of step ``s`` is a pure function
+of ``(seed, s)``, so a resumed run sees exactly the data an uninterrupted one would, and
 DDP ranks shard the same global batch (rank ``r`` of ``W`` takes items ``r::W``).
+:func:`eval_batches` is what every evaluation reads: a split's first images, in order.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from semcom.errors import InputError
 
-__all__ = ["DATASETS", "DatasetSource", "SyntheticSource", "collate_items", "load_data_split"]
+__all__ = [
+    "DATASETS",
+    "DatasetSource",
+    "EvalBatch",
+    "SyntheticSource",
+    "collate_items",
+    "eval_batches",
+    "load_data_split",
+]
 
 #: datasets the training recipes read (``--dataset``)
 DATASETS = ("synthetic", "tiny-imagenet")
@@ -146,6 +156,42 @@ class DatasetSource:
         idx = self.global_indices(step, batch_size)[rank::world]
         x, y = collate_items([self.data[i] for i in idx])
         return x, y, None
+
+
+class EvalBatch(NamedTuple):
+    """Images of an evaluation: ``x`` float32 ``(B, 3, H, W)``; ``y`` int64 targets (the
+    labels, or a dataset's targets); ``masks`` the synthetic world's int64 ``(B, H, W)``
+    (``None`` for datasets); ``ids`` int64 ``(B,)`` name the images (world seeds, or
+    dataset indices): they seed per-image random choices, so a score never depends on
+    the batch size."""
+
+    x: Tensor
+    y: Tensor
+    masks: Tensor | None
+    ids: Tensor
+
+
+def eval_batches(
+    split: str, n: int | None, batch_size: int, image_size: int = 64, data: Any = None
+) -> Iterator[EvalBatch]:
+    """The images of an evaluation in batches: ``n`` images of the synthetic world's
+    ``split`` (``SyntheticWorld(size=image_size)``), or the first ``n`` items (all when
+    ``None``) of the map-style dataset ``data``."""
+    if data is None:
+        from semcom.data import SyntheticWorld, to_float
+
+        world = SyntheticWorld(size=image_size)
+        seeds = torch.as_tensor(world.split_seeds(split, n), dtype=torch.int64)
+        for i in range(0, len(seeds), batch_size):
+            s = seeds[i : i + batch_size]
+            b = world.generate(s)
+            yield EvalBatch(to_float(b.images), b.labels, b.masks, s)
+        return
+    total = len(data) if n is None else min(n, len(data))
+    for i in range(0, total, batch_size):
+        idx = list(range(i, min(total, i + batch_size)))
+        x, y = collate_items([data[j] for j in idx])
+        yield EvalBatch(x, y, None, torch.tensor(idx, dtype=torch.int64))
 
 
 def load_data_split(dataset: str, data_root: Any, split: str, size: int) -> Any:
