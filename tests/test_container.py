@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from semcom.codec import SCHEME_IDS, Message, header_size, pack, register_scheme_id, unpack
+from semcom.codec.inspect import describe_message
 from semcom.codec.varint import (
     Reader,
     encode_svarint,
@@ -182,7 +183,7 @@ def test_describe() -> None:
             {"img": b"x" * 10, "aux": b"yz"},
         )
     )
-    text = unpack(data).describe()
+    text = describe_message(unpack(data))
     for needle in (
         "jpeg",
         "id 2",
@@ -196,8 +197,8 @@ def test_describe() -> None:
     assert "100 bytes" in text and "..." in text and "(50 items)" in text
     assert "img" in text and "aux" in text and "CRC ok" in text
     damaged = unpack(data, erasures=[(len(data) - 1, len(data))], allow_damaged=True)
-    assert "DAMAGED (erased)" in damaged.describe()
-    assert Message("raw", {"a": 1}, {"s": b"1"}).describe().count("\n") >= 5
+    assert "DAMAGED (erased)" in describe_message(damaged)
+    assert describe_message(Message("raw", {"a": 1}, {"s": b"1"})).count("\n") >= 5
 
 
 # --------------------------------------------------------------------------- hostile headers

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from semcom.cli import main
-from semcom.codec.container import inspect_bytes, unpack
+from semcom.codec.container import unpack
+from semcom.codec.inspect import inspect_bytes
 from semcom.data.synthetic import SyntheticWorld
 from semcom.imageio import save_image
 from semcom.models import create_model, save_checkpoint

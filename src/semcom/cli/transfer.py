@@ -242,7 +242,7 @@ def inspect(
     """Print a message's container: scheme, header fields, sections, CRC status. A damaged
     message prints what is readable, then one error line naming where the damage is
     (exit code 2)."""
-    from semcom.codec.container import inspect_bytes
+    from semcom.codec.inspect import inspect_bytes
     from semcom.errors import BitstreamError
     from semcom.experiments.receiver import read_message
 

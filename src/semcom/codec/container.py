@@ -152,12 +152,6 @@ class Message:
         name = scheme_name_of(self.scheme_id)
         return name if name is not None else f"#{self.scheme_id}"
 
-    def describe(self) -> str:
-        """Multi-line human-readable description (what ``semcom inspect`` prints)."""
-        from semcom.codec.inspect import describe_message
-
-        return describe_message(self)
-
     # ------------------------------------------------------------ typed access
     # What a receiver reads from a message it did not make. Every accessor checks
     # presence, type and range and raises BitstreamError naming what is wrong, so no
@@ -539,8 +533,3 @@ def unpack(
         damaged=damaged,
         layout=layout,
     )
-
-
-# The tolerant inspector lives in semcom.codec.inspect (it imports this module; the
-# re-export sits last so that every name it needs is defined by then).
-from semcom.codec.inspect import inspect_bytes  # noqa: E402, F401

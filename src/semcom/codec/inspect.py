@@ -1,4 +1,4 @@
-"""Describing messages for people: :meth:`Message.describe` and the tolerant
+"""Describing messages for people: :func:`describe_message` and the tolerant
 :func:`inspect_bytes` behind ``semcom inspect`` (what can be read of damaged bytes)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = ["describe_message", "inspect_bytes"]
 def inspect_bytes(data: bytes) -> tuple[str, str | None]:
     """What ``semcom inspect`` prints of possibly damaged bytes: ``(description, problem)``.
 
-    An intact message gives its :meth:`Message.describe` and ``None``. A damaged one
+    An intact message gives its :func:`describe_message` and ``None``. A damaged one
     gives whatever could be read -- the fields and section entries parsed before the
     header broke, or an intact header with each section's status (erased, CRC mismatch,
     truncated) -- and a one-line ``problem`` naming where the damage is.
@@ -52,7 +52,7 @@ def inspect_bytes(data: bytes) -> tuple[str, str | None]:
             if i.status != "ok"
         ]
         problem = f"damaged section(s): {', '.join(bad)}"
-    return msg.describe(), problem
+    return describe_message(msg), problem
 
 
 def _describe_partial(data: bytes, head: _Header) -> str:
@@ -104,7 +104,8 @@ def _guess_tag(value: FieldValue) -> str:
 
 
 def describe_message(msg: Message) -> str:
-    """What :meth:`Message.describe` returns: scheme, version, sizes, every field and section."""
+    """Multi-line human-readable description of ``msg`` (what ``semcom inspect`` prints of
+    an intact message): scheme, version, sizes, every field and section."""
     layout = msg.layout
     if layout is None:
         payloads = [p for p in msg.sections.values() if p is not None]

@@ -385,32 +385,45 @@ class PointRecord:
         lower = data.get("lower_is_better", [])
         if not isinstance(lower, list) or not all(isinstance(m, str) for m in lower):
             raise InputError("record field 'lower_is_better' must be a list of metric names")
+        plain = {name: read(data, name) for name, read in _READERS.items()}
+        optional = {
+            name: read(data, name) for name, read in _OPTIONAL_READERS.items() if name in data
+        }
         return cls(
             scheme=scheme,
-            settings=_json_dict(data, "settings"),
-            rate_label=_str(data, "rate_label", allow_empty=True),
-            channel=_str(data, "channel"),
-            channel_config=_json_dict(data, "channel_config"),
-            dataset=_str(data, "dataset"),
-            split=_str(data, "split"),
-            n_images=_int(data, "n_images", minimum=0),
-            seed=_int(data, "seed"),
-            mean_bytes=_float(data, "mean_bytes"),
-            mean_channel_bytes=_float(data, "mean_channel_bytes"),
-            bpp=_float(data, "bpp"),
-            metrics=_number_dict(data, "metrics"),
-            failure_rate=_float(data, "failure_rate", hi=1.0),
-            timing=_number_dict(data, "timing"),
-            version=_str(data, "version"),
+            **plain,
+            **optional,
             git_commit=commit or None,
             created=created,
-            extra=_json_dict(data, "extra") if "extra" in data else {},
             target_bytes=target,
             over_budget=over,
             role=role,
             family=family,
-            cost=_number_dict(data, "cost") if "cost" in data else {},
-            messages=_json_dict(data, "messages") if "messages" in data else {},
             judges=judges,
             lower_is_better=lower,
         )
+
+
+def _label(d: Mapping[str, Any], key: str) -> str:
+    return _str(d, key, allow_empty=True)
+
+
+def _count(d: Mapping[str, Any], key: str) -> int:
+    return _int(d, key, minimum=0)
+
+
+def _fraction(d: Mapping[str, Any], key: str) -> float:
+    return _float(d, key, hi=1.0)
+
+
+#: How :meth:`PointRecord.from_dict` reads each field that needs no cross-checks.
+_READERS: dict[str, Any] = {
+    "settings": _json_dict, "rate_label": _label, "channel": _str, "channel_config": _json_dict,
+    "dataset": _str, "split": _str, "n_images": _count, "seed": _int, "mean_bytes": _float,
+    "mean_channel_bytes": _float, "bpp": _float, "metrics": _number_dict,
+    "failure_rate": _fraction, "timing": _number_dict, "version": _str,
+}  # fmt: skip
+#: The same for optional fields (their defaults when absent).
+_OPTIONAL_READERS: dict[str, Any] = {
+    "extra": _json_dict, "cost": _number_dict, "messages": _json_dict,
+}  # fmt: skip

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from semcom.judges import builtin as _builtin  # noqa: F401  (registers the built-in judges)
 from semcom.judges.base import (
     YIELDS,
     Judge,

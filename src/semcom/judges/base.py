@@ -129,7 +129,6 @@ def register_judge(name: str, help: str = "") -> Callable[[JudgeFactory], JudgeF
 
 def list_judges() -> dict[str, str]:
     """Registered judge names -> one line of help, sorted."""
-    _load_builtin()
     return {k: _JUDGES[k][1] for k in sorted(_JUDGES)}
 
 
@@ -144,13 +143,8 @@ def parse_judge_spec(spec: str) -> tuple[str, str | None]:
 
 def create_judge(spec: str) -> Judge:
     """Build the judge ``spec`` names (``NAME`` or ``NAME=PATH``); InputError if unknown."""
-    _load_builtin()
     name, path = parse_judge_spec(spec)
     if name not in _JUDGES:
         known = ", ".join(sorted(_JUDGES))
         raise InputError(f"unknown judge {name!r}; known judges: {known}")
     return _JUDGES[name][0](path)
-
-
-def _load_builtin() -> None:
-    from semcom.judges import builtin  # noqa: F401  (registers the built-in judges)

@@ -20,7 +20,7 @@ _EXPORTS = {
     "save_checkpoint": "semcom.models.checkpoint",
     "ShapeClassifier": "semcom.models.classifier",
     "ShapeSegmenter": "semcom.models.segmenter",
-    "create_model": "semcom.models.registry",
+    "create_model": "semcom.models.factory",
     "is_model": "semcom.models.registry",
     "list_models": "semcom.models.registry",
     "register_model": "semcom.models.registry",

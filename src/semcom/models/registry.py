@@ -55,6 +55,7 @@ _INFRA = {
     "build_guard",
     "checkpoint",
     "domain",
+    "factory",
     "fingerprint",
     "registry",
     "tensor_files",
@@ -120,26 +121,13 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
         raise InputError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Build the model registered as ``name`` with config ``kwargs``.
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the model registered as ``name`` with config ``kwargs`` (random init).
 
-    ``pretrained=True`` loads the zoo checkpoint for ``name`` (its sha256 is verified;
-    ``name`` may also be a zoo-only name such as ``"vit-synth"`` whose entry records the
-    registered ``arch``); ``kwargs`` must then agree with the zoo entry's config.
-    Unknown names and bad config arguments raise ``InputError``.
+    Unknown names and bad config arguments raise ``InputError``. Zoo weights:
+    ``semcom.models.create_model(name, pretrained=True)`` (:mod:`semcom.models.factory`),
+    so that this registry never imports the zoo that loads through it.
     """
-    if pretrained:
-        from semcom.models.zoo import load_pretrained
-
-        model = load_pretrained(name)
-        cfg = getattr(model, "config", {})
-        clash = {k: v for k, v in kwargs.items() if _jsonish(cfg.get(k)) != _jsonish(v)}
-        if clash:
-            raise InputError(
-                f"pretrained {name!r} was trained with config {cfg}; "
-                f"cannot override {sorted(clash)}"
-            )
-        return model
     fn = model_entrypoint(name)
     try:
         model = fn(**kwargs)
@@ -149,10 +137,3 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     if not isinstance(getattr(model, "config", None), dict):
         model.config = dict(kwargs)  # type: ignore[assignment]
     return model
-
-
-def _jsonish(v: Any) -> Any:
-    """Normalise tuples to lists so configs compare like their JSON form."""
-    if isinstance(v, (tuple, list)):
-        return [_jsonish(x) for x in v]
-    return v
