@@ -246,7 +246,16 @@ def inspect(
     from semcom.errors import BitstreamError
     from semcom.experiments.receiver import read_message
 
-    text, problem = inspect_bytes(read_message(message))
+    text, problem = inspect_bytes(read_message(message), notes={"fp": _fingerprint_note})
     typer.echo(text)
     if problem is not None:
         raise BitstreamError(problem)
+
+
+def _fingerprint_note(value: object) -> str:
+    """What a patch message's ``fp`` field names: the zoo model with those weights."""
+    if not isinstance(value, bytes):
+        return repr(value)
+    from semcom.models.fingerprint import describe_fingerprint
+
+    return f"receiver's model weights {describe_fingerprint(value)}"

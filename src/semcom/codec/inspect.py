@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Callable, Mapping
 
 from semcom.codec.container import (
     _TYPE_NAMES,
@@ -29,7 +30,7 @@ from semcom.errors import BitstreamError, InputError
 __all__ = ["describe_message", "inspect_bytes"]
 
 
-def inspect_bytes(data: bytes) -> tuple[str, str | None]:
+def inspect_bytes(data: bytes, notes: FieldNotes | None = None) -> tuple[str, str | None]:
     """What ``semcom inspect`` prints of possibly damaged bytes: ``(description, problem)``.
 
     An intact message gives its :func:`describe_message` and ``None``. A damaged one
@@ -52,7 +53,7 @@ def inspect_bytes(data: bytes) -> tuple[str, str | None]:
             if i.status != "ok"
         ]
         problem = f"damaged section(s): {', '.join(bad)}"
-    return describe_message(msg), problem
+    return describe_message(msg, notes), problem
 
 
 def _describe_partial(data: bytes, head: _Header) -> str:
@@ -103,9 +104,16 @@ def _guess_tag(value: FieldValue) -> str:
         return "?"
 
 
-def describe_message(msg: Message) -> str:
+#: Field key -> ``f(value) -> text`` shown instead of the raw value.
+FieldNotes = Mapping[str, Callable[[FieldValue], str]]
+
+
+def describe_message(msg: Message, notes: FieldNotes | None = None) -> str:
     """Multi-line human-readable description of ``msg`` (what ``semcom inspect`` prints of
-    an intact message): scheme, version, sizes, every field and section."""
+    an intact message): scheme, version, sizes, every field and section. ``notes`` gives
+    readable text for fields whose meaning the container does not know (``semcom
+    inspect`` names the zoo model behind a patch message's ``fp`` fingerprint)."""
+    notes = notes or {}
     layout = msg.layout
     if layout is None:
         payloads = [p for p in msg.sections.values() if p is not None]
@@ -130,10 +138,8 @@ def describe_message(msg: Message) -> str:
         tag = layout.field_types.get(key) or _guess_tag(value)
         type_name = _TYPE_NAMES.get(tag, "?")
         shown = _abbrev_value(tag, value)
-        if key == "fp" and isinstance(value, bytes):
-            from semcom.models.fingerprint import describe_fingerprint
-
-            shown = f"receiver's model weights {describe_fingerprint(value)}"
+        if key in notes:
+            shown = notes[key](value)
         lines.append(f"  {key:<{width}}  {type_name:<10}  {shown}")
     lines.append(f"sections: {len(layout.sections)}")
     for info in layout.sections:

@@ -25,7 +25,7 @@ def reconstruction_rows(images: torch.Tensor, schemes: Sequence[str]) -> list[Ro
     """The rows of :func:`reconstruction_figure`, in order: the originals, then one row
     per scheme of ``schemes`` (in that order) at its lowest default rate."""
     from semcom.schemes import create_scheme
-    from semcom.schemes.session import run_session
+    from semcom.schemes.base import run_session
 
     rows: list[Row] = [("original", list(images), [])]
     for name in schemes:

@@ -148,7 +148,7 @@ def deliver(
     of ``group`` (every process applies the channel to every message, so the channel's
     random draws do not depend on the number of processes)."""
     from semcom.channel import create_channel
-    from semcom.schemes.session import receive_all
+    from semcom.schemes.base import receive_all
 
     group = group or LOCAL
     channel = create_channel(channel_spec, seed=seed)

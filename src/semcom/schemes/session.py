@@ -22,9 +22,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from semcom.errors import BitstreamError
-    from semcom.schemes.base import Scheme
-
 from semcom.vocabulary import OUTPUTS
 
 Erasures = Sequence[tuple[int, int]]
@@ -128,70 +125,3 @@ class Receiver:
     def result(self) -> Decoded:
         """The latest answer (an empty :class:`Decoded` when none arrived)."""
         return self.latest if self.latest is not None else Decoded(satisfied=False)
-
-
-class SingleMessageReceiver(Receiver):
-    """The session adapter of a single-message scheme: ``scheme.decompress`` per message."""
-
-    def __init__(self, scheme: Scheme) -> None:
-        super().__init__()
-        self.scheme = scheme
-
-    def receive(self, data: bytes, erasures: Erasures = ()) -> Decoded:
-        return self.accept(self.scheme.decompress(data, erasures=erasures))
-
-
-def receive_all(
-    scheme: Scheme,
-    receivers: Sequence[Receiver],
-    data: Sequence[bytes],
-    erasures: Sequence[Erasures],
-) -> list[Decoded | BitstreamError]:
-    """One message to each of ``receivers`` (``data[i]`` to ``receivers[i]``); a message that
-    fails comes back as its BitstreamError (not raised). Single-message receivers of
-    ``scheme`` are decoded together through ``scheme.decompress_batch`` (vectorised)."""
-    from semcom.errors import BitstreamError
-
-    if all(isinstance(r, SingleMessageReceiver) and r.scheme is scheme for r in receivers):
-        results = scheme.decompress_batch(list(data), list(erasures))
-        for rx, res in zip(receivers, results, strict=True):
-            if not isinstance(res, BaseException):
-                rx.accept(res)
-        return results
-    out: list[Decoded | BitstreamError] = []
-    for rx, d, e in zip(receivers, data, erasures, strict=True):
-        try:
-            out.append(rx.receive(d, e))
-        except BitstreamError as exc:
-            out.append(exc)
-    return out
-
-
-def run_session(
-    scheme: Scheme, image: torch.Tensor, rate: float, channel: Any = None
-) -> tuple[Transmission, Decoded]:
-    """One image through ``scheme``'s transmitter, (optionally) a channel, and a fresh
-    receiver, stopping when the receiver is satisfied: the transmission and the final
-    answer (the sender's own answer when nothing was sent; an empty :class:`Decoded`
-    when nothing usable arrived). A byte budget the scheme cannot meet sends its
-    smallest message (:class:`~semcom.errors.BudgetError`)."""
-    from semcom.errors import BitstreamError, BudgetError
-
-    try:
-        tx = scheme.transmit(image, rate)
-    except BudgetError as exc:
-        tx = Transmission([exc.message])
-    receiver = scheme.open_receiver()
-    sent = []
-    for data in tx.messages:
-        sent.append(data)
-        rx = channel(data) if channel is not None else None
-        try:
-            step = receiver.receive(rx.data if rx else data, rx.erasures if rx else ())
-        except BitstreamError:
-            continue
-        if step.satisfied and not scheme.single_message:
-            break
-    if not tx.messages:
-        return tx, tx.local or Decoded(satisfied=False)
-    return Transmission(sent, tx.local), receiver.result()
