@@ -97,3 +97,13 @@ def test_receive_names_the_judges_it_was_given(tmp_path, capsys) -> None:
     assert "class:" in out and "judge shape-classifier (zoo)" in out
     assert "segmentation" not in out  # only the judge asked for
     assert main(["receive", str(tmp_path / "m.smc"), "--judge", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["receive", str(tmp_path / "m.smc"), "--judge", "psnr"]) == 0
+    assert "not judged here: psnr" in capsys.readouterr().out  # it needs the original
+    assert (
+        main(["send", str(tmp_path / "i.png"), "--scheme", "raw", "-o", str(tmp_path / "r.smc")])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["receive", str(tmp_path / "m.smc"), str(tmp_path / "r.smc")]) == 2
+    assert "one scheme" in capsys.readouterr().err

@@ -41,9 +41,17 @@ def describe_task(x_hat: torch.Tensor, judges: Sequence[Judge] | None = None) ->
     if len(sizes) == 1 and x.shape[-2:] != (next(iter(sizes)),) * 2:
         (s,) = sizes
         out["judged at"] = f"{s}x{s} (resized from {x.shape[-1]}x{x.shape[-2]})"
+    silent = []
     for judge in judges:
-        for key, value in judge.describe(x).items():
+        answer = judge.describe(x)
+        if not answer:
+            silent.append(judge.name)
+        for key, value in answer.items():
             out[key if key not in out else f"{key} [{judge.name}]"] = value
+    if silent:
+        out["not judged here"] = (
+            f"{', '.join(silent)} compare with the original image (semcom bench measures them)"
+        )
     return out
 
 
@@ -79,6 +87,13 @@ def receive_files(
         raise InputError("no message files given")
     data = [read_message(p) for p in paths]
     msg = unpack(data[0])
+    for path, d in zip(paths[1:], data[1:], strict=True):
+        other = unpack(d).scheme_name
+        if other != msg.scheme_name:
+            raise InputError(
+                f"{path} is a {other!r} message, {paths[0]} a {msg.scheme_name!r} one: "
+                "the messages of one session come from one scheme"
+            )
     scheme = create_scheme(scheme_spec) if scheme_spec else create_receiver(msg.scheme_name)
     receiver = scheme.open_receiver()
     for d in data:
