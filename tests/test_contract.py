@@ -107,6 +107,20 @@ class ToyKeep(_Toy):
         return Transmission([], local=Decoded(logits=one_hot(guess(image))))
 
 
+@register_scheme("toy-edge")
+class ToyEdge(ToyLogits):
+    """Sends its class, and keeps the same answer itself in case the message is lost."""
+
+    name = "toy-edge"
+
+    def transmit(self, image: torch.Tensor, rate: float) -> Transmission:
+        msg = pack(Message(scheme="toy-logits", fields={"c": guess(image)}, sections={}))
+        return Transmission([msg], local=Decoded(logits=one_hot(guess(image))))
+
+    def decompress(self, data: bytes, *, erasures=()) -> Decoded:
+        return ToyLogits.decompress(ToyLogits(), data, erasures=erasures)
+
+
 class _ProgressiveReceiver(Receiver):
     def receive(self, data: bytes, erasures=()) -> Decoded:
         msg = unpack(data, erasures=erasures)
@@ -186,6 +200,13 @@ def test_zero_message_sessions_cost_nothing_and_keep_the_senders_answer(evalset)
         assert rec.metrics["accuracy"] == pytest.approx(expected)
         assert rec.failure_rate == 0.0
         assert rec.messages["mean"] == 0 and rec.messages["sessions_per_step"] == []
+
+
+def test_the_senders_own_answer_stands_when_its_message_is_lost(evalset) -> None:
+    recs = sweep(evalset, ["toy-edge"], ["ideal", "bsc:0.2"])
+    for rec in recs.values():
+        assert rec.metrics["accuracy"] == pytest.approx(toy_accuracy(evalset))
+        assert rec.failure_rate == 0.0 and rec.mean_bytes > 0
 
 
 def test_three_message_sessions_stop_when_satisfied(evalset) -> None:

@@ -148,7 +148,7 @@ def deliver(
     of ``group`` (every process applies the channel to every message, so the channel's
     random draws do not depend on the number of processes)."""
     from semcom.channel import create_channel
-    from semcom.schemes.base import receive_all
+    from semcom.schemes.base import final_answer, receive_all
 
     group = group or LOCAL
     channel = create_channel(channel_spec, seed=seed)
@@ -191,7 +191,7 @@ def deliver(
     finals: dict[int, Decoded | None] = {}
     for i in range(n):
         if owner[i]:
-            final = receivers[i].result() if sent[i] else transmissions[i].local
+            final = final_answer(receivers[i], transmissions[i])
             finals[i] = None if final is None else final.replace(aux={})
     for part, t in group.all_gather((finals, spent)):
         for i, d in part.items():

@@ -204,9 +204,13 @@ def run_session(
             continue
         if step.satisfied and not scheme.single_message:
             break
-    if not tx.messages:
-        return tx, tx.local or Decoded(satisfied=False)
-    return Transmission(sent, tx.local), receiver.result()
+    return Transmission(sent, tx.local), final_answer(receiver, tx) or Decoded(satisfied=False)
+
+
+def final_answer(receiver: Receiver, tx: Transmission) -> Decoded | None:
+    """A session's answer: the receiver's latest, else (nothing sent, or nothing usable
+    arrived) the sender's own ``tx.local``, else None."""
+    return receiver.latest if receiver.latest is not None else tx.local
 
 
 def scheme_options(cls: type) -> list[tuple[str, Any, str]]:

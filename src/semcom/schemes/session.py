@@ -87,8 +87,9 @@ class Transmission:
     Attributes:
         messages: the messages, in the order they are sent (each the whole container;
             bytes = the sum of their lengths). Empty when the sender keeps the image.
-        local: the sender's own answer when it sends nothing or before the receiver
-            has answered (e.g. a confident edge classifier's logits), else None.
+        local: the sender's own answer (e.g. a confident edge classifier's logits),
+            which stands when it sends nothing or when nothing it sent arrived usable;
+            else None.
     """
 
     messages: list[bytes] = field(default_factory=list)
