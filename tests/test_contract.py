@@ -272,3 +272,53 @@ def test_command_line_sends_and_receives_sessions(evalset, tmp_path, capsys) -> 
     assert main(["send", str(tmp_path / "image.png"), "--scheme", "toy-keep", "-o", str(out)]) == 0
     assert "no message (the sender kept the image)" in capsys.readouterr().out
     assert not out.exists()
+
+
+def test_segmentation_is_scored_when_every_session_fails(evalset) -> None:
+    """All-background fallbacks over a channel that breaks every message: a number, not a
+    crash (the class count comes from the masks too)."""
+    recs = sweep(evalset, ["toy-seg"], ["bsc:0.2"])
+    (rec,) = recs.values()
+    assert rec.failure_rate == 1.0 and 0 <= rec.metrics["miou"] < 0.5
+
+
+def test_receive_keeps_a_session_going_past_a_bad_message(evalset, tmp_path, capsys) -> None:
+    from semcom.cli import main
+    from semcom.imageio import save_image
+
+    save_image(evalset.images[0], tmp_path / "image.png")
+    assert (
+        main(
+            [
+                "send",
+                str(tmp_path / "image.png"),
+                "--scheme",
+                "toy-three",
+                "-o",
+                str(tmp_path / "m.smc"),
+            ]
+        )
+        == 0
+    )
+    last = tmp_path / "m.2.smc"
+    data = bytearray(last.read_bytes())
+    data[-1] ^= 0xFF
+    last.write_bytes(bytes(data))
+    capsys.readouterr()
+    files = [str(tmp_path / f"m.{k}.smc") for k in range(3)]
+    assert main(["receive", *files, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (
+        got["image"] == "64x64"
+        and len(got["not decoded"]) == 1
+        and "m.2.smc" in got["not decoded"][0]
+    )
+    assert (
+        main(
+            ["send", str(tmp_path / "image.png"), "--scheme", "raw", "-o", str(tmp_path / "a.smc")]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["receive", str(tmp_path / "a.smc"), str(tmp_path / "a.smc")]) == 2
+    assert "one message per image" in capsys.readouterr().err

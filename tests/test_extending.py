@@ -59,3 +59,19 @@ def test_command_line_takes_the_new_parts(tmp_path, capsys) -> None:
     assert {r["scheme"] for r in records} == {"mean-colour", "jpeg"}
     assert all("mae" in r["metrics"] for r in records)
     assert toys.MeanColourScheme.name == "mean-colour"
+
+
+def test_plugins_named_in_the_environment_reach_the_command_line() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SEMCOM_PLUGINS": "tests.extending.toys"}
+    run = [sys.executable, "-m", "semcom", "judges"]
+    out = subprocess.run(run, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "mae" in out.stdout, out.stderr
+    env["SEMCOM_PLUGINS"] = "no_such_plugin_module"
+    out = subprocess.run(run, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no_such_plugin" in out.stderr

@@ -107,3 +107,59 @@ def test_receive_names_the_judges_it_was_given(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["receive", str(tmp_path / "m.smc"), str(tmp_path / "r.smc")]) == 2
     assert "one scheme" in capsys.readouterr().err
+
+
+def test_segmenters_at_another_size_and_with_a_partial_class_map() -> None:
+    from semcom.judges.builtin import SegmenterJudge
+
+    ev = synthetic_evalset(4, size=32)
+    seg = create_judge("shape-segmenter")  # trained at 64: scores come back at 32
+    got = judge_reconstructions(seg, ev.images, ev.images, None, ev.masks)
+    assert 0 < got["miou"] <= 1
+    cmap = torch.full((13,), -1)
+    cmap[:4] = torch.arange(4)  # knows background and three of the twelve shapes
+    part = SegmenterJudge(
+        seg.model, "part", ("miou", "pixel_accuracy"), input_size=64, class_map=cmap
+    )
+    assert 0 <= judge_reconstructions(part, ev.images, ev.images, None, ev.masks)["miou"] <= 1
+
+
+def test_bench_refuses_twice_named_judges_and_reference_anchors(tmp_path, capsys) -> None:
+    from semcom.cli import main
+
+    base = [
+        "bench",
+        "--n-images",
+        "2",
+        "--channels",
+        "ideal",
+        "-o",
+        str(tmp_path / "r"),
+        "--no-progress",
+    ]
+    assert main([*base, "--schemes", "jpeg", "--judge", "ssim", "--judge", "ssim"]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert main([*base, "--schemes", "jpeg,raw", "--anchor", "raw"]) == 2
+    assert "reference" in capsys.readouterr().err
+
+
+def test_errors_in_worker_processes_are_one_line(tmp_path, capsys) -> None:
+    from semcom.cli import main
+
+    args = ["bench", "--schemes", "patch-mean", "--size", "32", "--n-images", "2", "--workers", "2",
+            "--channels", "ideal", "-o", str(tmp_path / "r"), "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "64" in err[0], err
+
+
+def test_checkpoint_judges_refuse_the_wrong_kind_of_model() -> None:
+    from semcom.models.zoo import zoo_dir
+
+    with pytest.raises(InputError, match="'segment' model, not a 'classify'"):
+        create_judge(f"classifier={zoo_dir() / 'shape-segmenter.safetensors'}")
+    with pytest.raises(InputError, match="'reconstruct' model"):
+        create_judge(f"segmenter={zoo_dir() / 'patch-decoder-synth.safetensors'}")
+    a = create_judge(f"classifier={zoo_dir() / 'shape-classifier.safetensors'}")
+    b = create_judge(f"classifier={zoo_dir() / 'shape-classifier-ft.safetensors'}")
+    assert a.name != b.name  # named by their files, so neither hides the other

@@ -944,3 +944,27 @@ def test_cost_and_session_columns_only_when_recorded(tmp_path, report_dir, fake_
     # records without them: no such columns (today's reports unchanged)
     plain = report_dir[2].read_text(encoding="utf-8")
     assert "messages</th>" not in plain and "cost: " not in plain
+
+
+def test_hostile_session_and_direction_fields_are_refused() -> None:
+    from semcom.errors import InputError
+    from semcom.experiments.records import PointRecord
+
+    good = point_record(scheme="jpeg", metrics={"accuracy": 0.5}).to_dict()
+    for bad in (
+        {"lower_is_better": ["psnr"]},  # a metric the record does not have
+        {"judges": {"miou": "x"}},
+        {"messages": {"mean": -3}},
+        {"messages": {"bytes_per_step": "z"}},
+        {"messages": {"what": 1}},
+    ):
+        with pytest.raises(InputError):
+            PointRecord.from_dict({**good, **bad})
+
+
+def test_one_record_cannot_turn_a_metric_around() -> None:
+    from semcom.experiments.report.groups import _lower
+
+    a = point_record(scheme="a", metrics={"accuracy": 0.5}, lower_is_better=["accuracy"])
+    b = point_record(scheme="b", metrics={"accuracy": 0.6})
+    assert _lower([a, b]) == frozenset() and _lower([a]) == {"accuracy"}

@@ -110,10 +110,32 @@ def _report_folder(out: Path) -> Path:
 _one_line = one_line
 
 
+PLUGINS_ENV = "SEMCOM_PLUGINS"
+
+
+def load_plugins() -> list[str]:
+    """Import the modules that ``$SEMCOM_PLUGINS`` lists (comma-separated), so that the
+    schemes, judges and channels they register exist for this command; InputError
+    naming a module that cannot be imported."""
+    import importlib
+    import os
+
+    from semcom.errors import InputError
+
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the plugin's own code: one line, whatever it raised
+            raise InputError(f"${PLUGINS_ENV}: cannot import {name!r}: {exc}") from None
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     command = typer.main.get_command(app)
     try:
+        load_plugins()
         rv = command.main(args=argv, prog_name="semcom", standalone_mode=False)
     except typer.Exit as e:
         return e.exit_code

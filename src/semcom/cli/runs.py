@@ -225,7 +225,8 @@ def bench(
         int,
         typer.Option(
             help="Local processes sharing the images (torch.distributed, gloo); the "
-            "records equal a one-process run's. Under torchrun leave it at 1.",
+            "records equal a one-process run's on as many threads per process (each gets "
+            "the caller's count). Under torchrun leave it at 1.",
             min=1,
         ),
     ] = 1,

@@ -160,21 +160,29 @@ def bench_judges(
 
     files = bool(classifier or segmenter or ft_classifier)
     if specs:
-        judges = formula_judges() + [create_judge(s) for s in specs]
+        asked = [create_judge(s) for s in specs]
+        named = {j.name for j in asked}
+        judges = [j for j in formula_judges() if j.name not in named] + asked
     elif dataset == "synthetic" and size == 64 and not files:
         judges = default_judges()
     else:
         judges = formula_judges()
     if classifier is not None:
-        judges += [create_judge(f"featdist={classifier}"), create_judge(f"classifier={classifier}")]
+        clf = create_judge(f"classifier={classifier}")
+        if hasattr(getattr(clf, "model", None), "features"):
+            judges.append(create_judge(f"featdist={classifier}"))
+        judges.append(clf)
     if segmenter is not None:
         judges.append(create_judge(f"segmenter={segmenter}"))
     if ft_classifier is not None:
         ft = create_judge(f"classifier={ft_classifier}")
-        ft.metrics = ("accuracy_ft",)
+        ft.name, ft.metrics = f"{ft.name}-ft", ("accuracy_ft",)
         judges.append(ft)
-    seen: set[str] = set()
-    return [j for j in judges if not (j.name in seen or seen.add(j.name))]  # type: ignore[func-returns-value]
+    names = [j.name for j in judges]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"judge(s) given twice: {', '.join(twice)}")
+    return judges
 
 
 def run_bench(
@@ -202,14 +210,19 @@ def run_bench(
 
     ``workers`` > 1 starts that many local processes; under ``torchrun`` the processes
     it started share the work (:mod:`semcom.experiments.distributed`)."""
+    import os
+
     from semcom.channel import create_channel
     from semcom.experiments.distributed import group_from_env, spawn
     from semcom.schemes import create_scheme
 
-    labels = []
+    if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("--workers starts local processes; under torchrun leave it at 1")
+    labels, roles = [], {}
     for s in schemes:
         sch = create_scheme(s)  # unknown scheme -> InputError before any work
         labels.append(sch.label)
+        roles[sch.label] = sch.role
         reason = sch.unavailable_reason()
         if reason:
             raise InputError(f"scheme {s!r} cannot run: {reason}")
@@ -219,6 +232,8 @@ def run_bench(
         create_channel(c, seed=seed)
     if anchor is not None and anchor not in labels:
         raise InputError(f"--anchor {anchor!r} is not one of the schemes: {', '.join(labels)}")
+    if anchor is not None and roles[anchor] == "reference":
+        raise InputError(f"--anchor {anchor!r} is a reference scheme (plotted, never compared)")
     if dataset == "synthetic":
         evalset = synthetic_evalset(n_images, size=size, split=split, seed=seed)
     else:

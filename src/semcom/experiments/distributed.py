@@ -10,7 +10,10 @@ for ``semcom bench --workers N``.
 Exactness: every process applies each channel to every message in image order (channels
 are cheap; their random draws then do not depend on the split), transmitters and receivers
 see the same chunks of images as in a one-process run, and the first process scores all
-answers in one place. So the records equal a one-process run's, timings aside.
+answers in one place. So the records equal those of a one-process run with the same
+number of torch threads per process (float results can depend on it), timings aside.
+``spawn`` gives its processes this process's thread count; torchrun gives each one
+thread (``OMP_NUM_THREADS=1``) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -74,23 +77,54 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, size: int, port: int, fn: Callable[..., Any], args: tuple) -> None:
+def _worker(
+    rank: int, size: int, port: int, threads: int, errors: str, fn: Callable[..., Any], args: tuple
+) -> None:
     import torch
     import torch.distributed as dist
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
+    from semcom.errors import SemcomError
+
+    torch.set_num_threads(threads)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size
     )
     try:
         fn(TorchGroup(), *args)
+    except SemcomError as exc:  # the parent re-raises it as one line
+        with open(os.path.join(errors, f"{rank}.txt"), "w", encoding="utf-8") as f:
+            f.write(f"{type(exc).__name__}\n{exc}")
+        raise
     finally:
         dist.destroy_process_group()
 
 
 def spawn(size: int, fn: Callable[..., Any], *args: Any) -> None:
     """Run ``fn(group, *args)`` in ``size`` local processes joined by gloo (``fn`` and
-    ``args`` must be picklable; ``fn`` at module level)."""
+    ``args`` must be picklable; ``fn`` at module level). Each process uses as many torch
+    threads as this one (results can depend on the thread count, so a one-process run
+    with the same count gives the same records). A :class:`~semcom.errors.SemcomError`
+    in any process is raised here, as it was raised there."""
+    import tempfile
+
+    import torch
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(size, _free_port(), fn, args), nprocs=size, join=True)
+    from semcom import errors as _errors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            mp.spawn(
+                _worker,
+                args=(size, _free_port(), torch.get_num_threads(), tmp, fn, args),
+                nprocs=size,
+                join=True,
+            )
+        except Exception:
+            for name in sorted(os.listdir(tmp)):
+                kind, _, text = (
+                    open(os.path.join(tmp, name), encoding="utf-8").read().partition("\n")
+                )
+                cls = getattr(_errors, kind, _errors.SemcomError)
+                raise cls(text) from None
+            raise

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from semcom.errors import InputError
+from semcom.errors import BitstreamError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -88,20 +88,37 @@ def receive_files(
     data = [read_message(p) for p in paths]
     msg = unpack(data[0])
     for path, d in zip(paths[1:], data[1:], strict=True):
-        other = unpack(d).scheme_name
+        try:
+            other = unpack(d, allow_damaged=True).scheme_name
+        except BitstreamError:
+            continue  # a broken header: its receiving step says so
         if other != msg.scheme_name:
             raise InputError(
                 f"{path} is a {other!r} message, {paths[0]} a {msg.scheme_name!r} one: "
                 "the messages of one session come from one scheme"
             )
     scheme = create_scheme(scheme_spec) if scheme_spec else create_receiver(msg.scheme_name)
+    if len(data) > 1 and scheme.single_message:
+        raise InputError(
+            f"{scheme.name} sends one message per image: give one file, not {len(data)}"
+        )
     receiver = scheme.open_receiver()
-    for d in data:
-        receiver.receive(d)
+    failed: list[str] = []
+    for path, d in zip(paths, data, strict=True):
+        try:
+            receiver.receive(d)
+        except BitstreamError as exc:
+            if len(data) == 1:
+                raise
+            failed.append(f"{path}: {exc}")
+    if receiver.latest is None:
+        raise BitstreamError(f"no message of the session could be decoded ({failed[0]})")
     out = receiver.result()
     result: dict[str, Any] = {"scheme": msg.scheme_name, "bytes": sum(len(d) for d in data)}
     if len(data) > 1:
         result["messages"] = len(data)
+    if failed:
+        result["not decoded"] = failed
     if out.x_hat is not None:
         result["image"] = f"{out.x_hat.shape[2]}x{out.x_hat.shape[1]}"
     if out.stats.get("coded_size"):
@@ -114,6 +131,12 @@ def receive_files(
         probs = out.logits.float().softmax(0)
         result["receiver's class"] = int(probs.argmax())
         result["receiver's confidence"] = round(float(probs.max()), 4)
+    if out.segmentation is not None:
+        seg = out.segmentation.argmax(0)
+        counts = seg.flatten().bincount()
+        result["receiver's segmentation (fraction of pixels per class id)"] = {
+            str(c): round(float(n) / seg.numel(), 4) for c, n in enumerate(counts) if n > 0
+        }
     if out.x_hat is not None:
         if output is not None:
             save_image(out.x_hat, output)

@@ -206,7 +206,8 @@ class PointRecord:
 
     ``mean_bytes`` is the mean size of the whole message container (header included);
     ``mean_channel_bytes`` what the channel carried (packet headers / FEC included);
-    ``failure_rate`` the fraction of messages the receiver could not decode.
+    ``failure_rate`` the fraction of sessions without a usable answer (every message
+    lost or undecodable, or nothing sent and no answer kept by the sender).
 
     ``target_bytes`` is the byte budget of the rate setting when the rate *is* one (a
     codec asked for at most N bytes per image), else None; ``over_budget`` the fraction
@@ -385,6 +386,13 @@ class PointRecord:
         lower = data.get("lower_is_better", [])
         if not isinstance(lower, list) or not all(isinstance(m, str) for m in lower):
             raise InputError("record field 'lower_is_better' must be a list of metric names")
+        metrics = data["metrics"] if isinstance(data["metrics"], Mapping) else {}
+        strays = sorted({*lower, *judges} - set(metrics))
+        if strays:
+            msg = f"record fields 'lower_is_better' / 'judges' name metrics it lacks: {strays}"
+            raise InputError(msg)
+        if "messages" in data:
+            _check_messages(data["messages"])
         plain = {name: read(data, name) for name, read in _READERS.items()}
         optional = {
             name: read(data, name) for name, read in _OPTIONAL_READERS.items() if name in data
@@ -402,6 +410,26 @@ class PointRecord:
             judges=judges,
             lower_is_better=lower,
         )
+
+
+def _check_messages(value: Any) -> None:
+    """A record's ``messages``: an object with ``mean``/``max`` >= 0 and per-step lists of
+    numbers >= 0 (or empty: one message per session)."""
+    if not isinstance(value, Mapping):
+        raise InputError("record field 'messages' must be an object")
+    known = {"mean", "max", "bytes_per_step", "sessions_per_step"}
+    if set(value) - known:
+        raise InputError(
+            f"record field 'messages' has unknown key(s): {sorted(set(value) - known)}"
+        )
+    for key in ("mean", "max"):
+        if key in value and not (_is_number(value[key]) and 0 <= value[key] < math.inf):
+            raise InputError(f"record field messages.{key} must be a number >= 0")
+    for key in ("bytes_per_step", "sessions_per_step"):
+        steps = value.get(key, [])
+        ok = isinstance(steps, list) and all(_is_number(v) and 0 <= v < math.inf for v in steps)
+        if not ok:
+            raise InputError(f"record field messages.{key} must be a list of numbers >= 0")
 
 
 def _label(d: Mapping[str, Any], key: str) -> str:

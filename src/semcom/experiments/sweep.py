@@ -144,9 +144,10 @@ def deliver(
     """Send every session's messages over a fresh ``channel_spec`` channel seeded ``seed``,
     step by step (the k-th message of every session still sending, in image order), into
     one receiver per session; a session stops after the message its receiver is satisfied
-    with. Receivers run in chunks of ``batch_size`` sessions, each chunk on one process
-    of ``group`` (every process applies the channel to every message, so the channel's
-    random draws do not depend on the number of processes)."""
+    with. Receivers run in the chunks of ``batch_size`` images the transmitters had (the
+    sessions of a chunk still sending), each chunk on one process of ``group``; every
+    process applies the channel to every message, so the channel's random draws do not
+    depend on the number of processes."""
     from semcom.channel import create_channel
     from semcom.schemes.base import final_answer, receive_all
 
@@ -171,9 +172,11 @@ def deliver(
             nbytes[i] += len(m)
         satisfied: dict[int, bool] = {}
         t0 = time.perf_counter()
-        local = [(i, rx) for i, rx in zip(active, received, strict=True) if owner[i]]
-        for lo in range(0, len(local), batch_size):
-            part = local[lo : lo + batch_size]
+        chunks: dict[int, list[tuple[int, Any]]] = {}  # the image chunks, as in transmission
+        for i, rx in zip(active, received, strict=True):
+            if owner[i]:
+                chunks.setdefault(i // batch_size, []).append((i, rx))
+        for part in chunks.values():
             results = receive_all(
                 scheme,
                 [receivers[i] for i, _ in part],

@@ -115,9 +115,19 @@ class ClassifierJudge(ModelJudge):
 
 
 class SegmenterJudge(ModelJudge):
-    """A segmenter: ``scores (B, K, H, W)`` (channel 0 background) -> mIoU, pixel accuracy."""
+    """A segmenter: ``scores (B, K, H, W)`` (channel 0 background) -> mIoU, pixel accuracy.
+    Scores of a judge trained at another size come back at the image's size (bilinear)."""
 
     yields = "segmentation"
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        out = super().__call__(x, ref)
+        if tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
+            import torch.nn.functional as F
+
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
 
     @torch.no_grad()
     def describe(self, x: torch.Tensor) -> dict[str, Any]:
@@ -187,14 +197,20 @@ def _zoo_model(name: str) -> tuple[nn.Module, dict[str, Any]]:
     return load_pretrained(name).eval(), zoo_entry(name)
 
 
-def _checkpoint_model(kind: str, path: str | None) -> nn.Module:
+def _checkpoint_model(kind: str, path: str | None, task: str) -> nn.Module:
+    """The model in checkpoint ``path``, refused unless its ``task`` is ``task`` (a model
+    that records none, e.g. a ViT classifier, is taken at its word)."""
     from semcom.models.checkpoint import load_checkpoint
 
     if path is None:
         raise InputError(f"judge {kind} needs a checkpoint file: --judge {kind}=PATH")
     if not Path(path).is_file():
         raise InputError(f"judge {kind}: no such file: {path}")
-    return load_checkpoint(path)[0].eval()
+    model = load_checkpoint(path)[0].eval()
+    got = getattr(model, "task", None)
+    if got is not None and got != task:
+        raise InputError(f"judge {kind}: {path} holds a {got!r} model, not a {task!r} one")
+    return model
 
 
 def _zoo_judge(cls: type[ModelJudge], name: str, metrics: tuple[str, ...]) -> ModelJudge:
@@ -233,7 +249,7 @@ def _featdist(path: str | None) -> Judge:
         return FeatureDistanceJudge(
             model.features, "semcom-classifier", entry.get("domain", "not recorded"), "zoo"
         )
-    model = _checkpoint_model("featdist", path)
+    model = _checkpoint_model("featdist", path, "classify")
     if not hasattr(model, "features"):
         raise InputError(f"judge featdist: {path} has no feature backbone")
     return FeatureDistanceJudge(model.features, Path(path).stem, "not recorded", path)
@@ -261,18 +277,14 @@ def _shape_segmenter(path: str | None) -> Judge:
 
 @register_judge("classifier", "a semcom classifier checkpoint (=PATH): accuracy")
 def _classifier(path: str | None) -> Judge:
-    model = _checkpoint_model("classifier", path)
-    return ClassifierJudge(
-        model, f"classifier[{Path(str(path)).stem}]", ("accuracy",), source=str(path)
-    )
+    model = _checkpoint_model("classifier", path, "classify")
+    return ClassifierJudge(model, f"classifier[{path}]", ("accuracy",), source=str(path))
 
 
 @register_judge("segmenter", "a semcom segmenter checkpoint (=PATH): miou, pixel_accuracy")
 def _segmenter(path: str | None) -> Judge:
-    model = _checkpoint_model("segmenter", path)
-    return SegmenterJudge(
-        model, f"segmenter[{Path(str(path)).stem}]", ("miou", "pixel_accuracy"), source=str(path)
-    )
+    model = _checkpoint_model("segmenter", path, "segment")
+    return SegmenterJudge(model, f"segmenter[{path}]", ("miou", "pixel_accuracy"), source=str(path))
 
 
 #: The judges the synthetic world is scored with (each when its zoo weights are here).

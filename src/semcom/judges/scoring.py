@@ -63,11 +63,22 @@ class _Table:
         self.scores = scores
 
     def put(self, metric: str, value: float, who: str, lower: bool = False) -> None:
-        name = metric if metric not in self.scores.metrics else f"{metric}[{who}]"
+        name, n = metric, 1
+        while name in self.scores.metrics:
+            n += 1
+            name = f"{metric}[{who}]" if n == 2 else f"{metric}[{who}#{n - 1}]"
         self.scores.metrics[name] = float(value)
         self.scores.judged_by[name] = who
         if lower:
             self.scores.lower.append(name)
+
+
+def mask_classes(masks: torch.Tensor) -> int:
+    """1 + the largest class id in ``masks`` (ignored pixels aside), at least 1."""
+    from semcom.metrics.segmentation import IGNORE_INDEX
+
+    valid = masks[masks != IGNORE_INDEX]
+    return int(valid.max()) + 1 if valid.numel() else 1
 
 
 @torch.no_grad()
@@ -104,7 +115,8 @@ def score(
         table.put("accuracy", int((pred == labels).sum()) / n, RECEIVER)
     if "segmentation" in outputs and masks is not None:
         segs = [d.segmentation for d, good in zip(finals, ok, strict=True) if good]  # type: ignore[union-attr]
-        meter = SegmentationMeter(num_classes=max([int(s.shape[0]) for s in segs], default=1))
+        k = max([int(s.shape[0]) for s in segs] + [mask_classes(masks)])
+        meter = SegmentationMeter(num_classes=k)
         for i, (d, good) in enumerate(zip(finals, ok, strict=True)):
             pred = d.segmentation.argmax(0) if good else torch.zeros(size, dtype=torch.long)  # type: ignore[union-attr]
             meter.update(pred[None], masks[i : i + 1])
@@ -158,7 +170,7 @@ def judge_reconstructions(
             if meter is None:
                 cmap = judge.class_map
                 k = out.shape[1] if cmap is None else int(cmap.max()) + 1
-                meter = SegmentationMeter(num_classes=k)
+                meter = SegmentationMeter(num_classes=max(k, mask_classes(masks)))  # type: ignore[arg-type]
             meter.update(judge.labels(out), masks[lo : lo + batch_size])  # type: ignore[index]
     if judge.yields == "distance":
         return {judge.metrics[0]: total / n}

@@ -88,8 +88,14 @@ def _mean_messages(rec: PointRecord) -> float | None:
 
 
 def _lower(records: Iterable[PointRecord]) -> frozenset[str]:
-    """Metrics the records' judges declared lower-is-better (see ``higher_is_better``)."""
-    return frozenset(m for r in records for m in r.lower_is_better)
+    """Metrics the records' judges declared lower-is-better (see ``higher_is_better``):
+    those that every record holding the metric declares so (one record cannot turn a
+    metric around for the others)."""
+    recs = list(records)
+    declared = {m for r in recs for m in r.lower_is_better}
+    return frozenset(
+        m for m in declared if all(m in r.lower_is_better for r in recs if m in r.metrics)
+    )
 
 
 def _finite(x: float | None) -> bool:

@@ -380,10 +380,11 @@ def write_html(
         '<section id="run"><h2>Run</h2><dl class="meta">',
         *(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta),
         "</dl>",
-        '<p class="note"><b>bytes</b>: mean size per image of the whole message (container '
-        "header included). <b>channel bytes</b>: what the channel carried (packet headers / "
-        "FEC included). <b>bpp</b>: bytes × 8 / pixels. <b>failed</b>: messages the receiver "
-        "could not decode (its fallback output was scored). ↑/↓: higher/lower is better."
+        '<p class="note"><b>bytes</b>: mean bytes per image: every message of its session, '
+        "each whole (container header included). <b>channel bytes</b>: what the channel "
+        "carried (packet headers / FEC included). <b>bpp</b>: bytes × 8 / pixels. "
+        "<b>failed</b>: images whose session left no usable answer, e.g. a message the "
+        "receiver could not decode (a fallback output was scored). ↑/↓: higher/lower is better."
         + _columns_note(recs)
         + "</p>",
         "</section>",

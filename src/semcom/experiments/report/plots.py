@@ -309,6 +309,7 @@ def make_plots(
     if any(r.failure_rate > 0 for r in recs):
         path = out / "plot_failure_rate.png"
         title = f"decoding failures vs bytes — {data}"
-        _plot_figure(recs, "failure_rate", "messages not decoded (%)", title, path, styles)
+        ylabel = "sessions without a usable answer (%)"
+        _plot_figure(recs, "failure_rate", ylabel, title, path, styles)
         paths.append(path)
     return paths
