@@ -129,6 +129,8 @@ class Delivery:
     bytes: list[int]
     channel_bytes: int
     decode_ms: float
+    channel_name: str = ""
+    channel_config: dict[str, Any] = field(default_factory=dict)
     bytes_per_step: list[float] = field(default_factory=list)
     sessions_per_step: list[int] = field(default_factory=list)
 
@@ -157,7 +159,7 @@ def deliver(
     owner = {i: group.owns(c) for c, idx in enumerate(_chunks(n, batch_size)) for i in idx}
     receivers = {i: scheme.open_receiver() for i in range(n) if owner[i]}
     sent, nbytes = [0] * n, [0] * n
-    out = Delivery([None] * n, sent, nbytes, 0, 0.0)
+    out = Delivery([None] * n, sent, nbytes, 0, 0.0, channel.name, channel.config())
     active = [i for i in range(n) if transmissions[i].messages]
     spent = 0.0
     k = 0
@@ -218,7 +220,6 @@ def run_point(
 ) -> PointRecord | None:
     """Send pre-made ``transmissions`` over one channel and judge what arrives (the
     record, on the first process of ``group``; None on the others)."""
-    from semcom.channel import create_channel
     from semcom.judges.scoring import score
 
     group = group or LOCAL
@@ -247,13 +248,12 @@ def run_point(
             "bytes_per_step": got.bytes_per_step,
             "sessions_per_step": got.sessions_per_step,
         }
-    channel = create_channel(channel_spec, seed=seed)
     return PointRecord(
         scheme=scheme.label,
         settings=scheme.settings(rate),
         rate_label=scheme.rate_label(rate),
-        channel=channel.name,
-        channel_config={**channel.config(), "seed": seed},
+        channel=got.channel_name,
+        channel_config={**got.channel_config, "seed": seed},
         dataset=evalset.dataset,
         split=evalset.split,
         n_images=n,
