@@ -3,6 +3,8 @@ metric names that collide, and what `semcom receive --judge` says."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -163,3 +165,23 @@ def test_checkpoint_judges_refuse_the_wrong_kind_of_model() -> None:
     a = create_judge(f"classifier={zoo_dir() / 'shape-classifier.safetensors'}")
     b = create_judge(f"classifier={zoo_dir() / 'shape-classifier-ft.safetensors'}")
     assert a.name != b.name  # named by their files, so neither hides the other
+
+
+def test_judge_command_on_one_image(tmp_path, capsys) -> None:
+    from semcom.cli import main
+    from semcom.imageio import save_image
+
+    ev = synthetic_evalset(2)
+    save_image(ev.images[0], tmp_path / "a.png")
+    save_image(ev.images[1], tmp_path / "b.png")
+    args = ["judge", str(tmp_path / "a.png"), "--judge", "shape-classifier", "--judge", "psnr"]
+    assert main([*args, "--ref", str(tmp_path / "a.png"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["psnr"]["value"] == 100.0 and got["psnr"]["better"] == "higher"
+    assert got["class"] and got["classifier"]["name"] == "shape-classifier"
+    assert main([*args, "--ref", str(tmp_path / "b.png")]) == 0
+    assert "psnr:" in capsys.readouterr().out
+    assert main(args) == 2  # a distance without --ref
+    assert "--ref" in capsys.readouterr().err
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    assert main(["judge", str(tmp_path / "x.png"), "--judge", "shape-classifier"]) == 2

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text("utf-8")
 
 #: Commands of the "Command line" block that run for real (all cheap).
-RUN_FOR_REAL = ("send", "inspect", "receive", "schemes", "channels", "judges")
+RUN_FOR_REAL = ("send", "inspect", "receive", "judge", "schemes", "channels", "judges")
 
 
 def _blocks() -> list[list[str]]:

@@ -13,7 +13,7 @@ from semcom.cli.app import app, main
 
 #: The order ``semcom --help`` lists the commands in: the main job, one image through
 #: the system, sweeps and reports, then the catalogues.
-ORDER = ("demo", "send", "receive", "inspect", "bench", "report", "train", "schemes",
+ORDER = ("demo", "send", "receive", "inspect", "judge", "bench", "report", "train", "schemes",
          "channels", "judges")  # fmt: skip
 app.registered_commands.sort(
     key=lambda c: (

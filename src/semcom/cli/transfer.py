@@ -230,6 +230,9 @@ def _describe_result(result: dict) -> str:
             lines.append(f"segmentation{tag} (share of pixels): {parts}")
             if "segmenter" + tag in result:
                 lines.append(f"  {judge(result['segmenter' + tag])}")
+        elif isinstance(value, dict) and {"value", "better", "judge"} <= set(value):
+            lines.append(f"{key}: {value['value']:.6g} ({value['better']} is better)")
+            lines.append(f"  {judge(value['judge'])}")
         else:
             lines.append(f"{key}: {value}")
     return "\n".join(lines)
@@ -259,3 +262,29 @@ def _fingerprint_note(value: object) -> str:
     from semcom.models.fingerprint import describe_fingerprint
 
     return f"receiver's model weights {describe_fingerprint(value)}"
+
+
+@app.command(short_help="What judges say of one image (class, segmentation, distance to --ref).")
+def judge(
+    image: Annotated[Path, typer.Argument(help="Image file (any format Pillow reads).")],
+    judge: Annotated[
+        list[str],
+        typer.Option(help="Judge, NAME or NAME=PATH (see `semcom judges`); repeat for several."),
+    ],
+    ref: Annotated[
+        Path | None,
+        typer.Option(help="Original image, for judges that measure a distance (PSNR, LPIPS)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answers as JSON.")] = False,
+) -> None:
+    """Print what each judge says of IMAGE: a classifier its class and confidence (with its
+    training domain), a segmenter its segmentation summary, a distance judge its distance
+    to --ref (same size as IMAGE)."""
+    from semcom.experiments.receiver import judge_image
+
+    with _one_image_threads():
+        result = judge_image(image, judge, ref)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(_describe_result(result))

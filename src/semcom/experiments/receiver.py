@@ -150,3 +150,38 @@ def receive_file(
 ) -> dict[str, Any]:
     """:func:`receive_files` of one message file."""
     return receive_files([path], output, scheme_spec)
+
+
+def judge_image(path: Path, specs: Sequence[str], ref: Path | None = None) -> dict[str, Any]:
+    """What the judges ``specs`` say of the image file at ``path`` (``semcom judge``):
+    model judges describe it, distance judges measure it against ``ref`` (an image file
+    of the same size; InputError when a distance judge has none)."""
+    import torch
+
+    from semcom.data import to_float
+    from semcom.imageio import load_image_info
+    from semcom.judges import create_judge
+
+    if not specs:
+        raise InputError("name at least one judge: --judge NAME")
+    judges = [create_judge(s) for s in specs]
+    img = load_image_info(path).image
+    result: dict[str, Any] = {"image": f"{path} ({img.shape[2]}x{img.shape[1]})"}
+    distance = [j for j in judges if j.yields == "distance"]
+    if distance and ref is None:
+        names = ", ".join(j.name for j in distance)
+        raise InputError(f"{names} compare(s) with an original: give --ref")
+    if ref is not None:
+        original = load_image_info(ref).image
+        if original.shape != img.shape:
+            raise InputError(
+                f"--ref {ref} is {original.shape[2]}x{original.shape[1]}, "
+                f"{path} {img.shape[2]}x{img.shape[1]}: a distance needs equal sizes"
+            )
+        with torch.no_grad():
+            for j in distance:
+                value = float(j(to_float(img[None]), to_float(original[None]))[0])
+                better = "higher" if j.higher_is_better else "lower"
+                result[j.name] = {"value": round(value, 6), "better": better, "judge": j.info()}
+    result.update(describe_task(img, [j for j in judges if j.yields != "distance"]))
+    return result

@@ -10,6 +10,8 @@ featdist[=PATH]   distance       ``featdist[<backbone>]`` (zoo classifier's or P
 shape-classifier  logits         ``accuracy`` (zoo)
 shape-classifier-ft logits       ``accuracy_ft`` (zoo, fine-tuned on masked images)
 shape-segmenter   segmentation   ``miou``, ``pixel_accuracy`` (zoo)
+lpips-alex=DIR    distance       ``lpips-alex`` (our LPIPS; DIR holds the safetensors weights)
+lpips-vgg=DIR     distance       ``lpips-vgg``
 classifier=PATH   logits         ``accuracy`` (a semcom classifier checkpoint)
 segmenter=PATH    segmentation   ``miou``, ``pixel_accuracy`` (a semcom segmenter checkpoint)
 ================  =============  ===========================================
@@ -285,6 +287,45 @@ def _classifier(path: str | None) -> Judge:
 def _segmenter(path: str | None) -> Judge:
     model = _checkpoint_model("segmenter", path, "segment")
     return SegmenterJudge(model, f"segmenter[{path}]", ("miou", "pixel_accuracy"), source=str(path))
+
+
+class LpipsJudge(Judge):
+    """LPIPS (our own network, :mod:`semcom.metrics.lpips_net`) against the original."""
+
+    yields = "distance"
+    higher_is_better = False
+
+    def __init__(self, net: str, folder: str) -> None:
+        from semcom.metrics.lpips_net import load_lpips
+
+        self.lpips = load_lpips(net, folder)
+        super().__init__(
+            f"lpips-{net}", (f"lpips-{net}",), domain="ImageNet features, BAPPS-trained heads",
+            source=folder,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return self.lpips(x, ref)
+
+
+def _lpips_factory(net: str) -> Any:
+    def make(path: str | None) -> Judge:
+        if path is None:
+            raise InputError(
+                f"judge lpips-{net} needs the folder of its weights: --judge lpips-{net}=DIR"
+            )
+        return LpipsJudge(net, path)
+
+    return make
+
+
+register_judge("lpips-alex", "LPIPS, AlexNet (=DIR: the folder of its safetensors weights)")(
+    _lpips_factory("alex")
+)
+register_judge("lpips-vgg", "LPIPS, VGG16 (=DIR: the folder of its safetensors weights)")(
+    _lpips_factory("vgg")
+)
 
 
 #: The judges the synthetic world is scored with (each when its zoo weights are here).

@@ -104,7 +104,7 @@ def metric_label(metric: str, direction: bool = True, lower: Iterable[str] = ())
         inner = metric[len("featdist") :].strip("[]")
         label = f"feature distance [{inner}]" if inner else "feature distance"
     elif metric.startswith("lpips") and metric != "lpips":
-        label = f"LPIPS {metric[len('lpips') :].strip('[]_')}"
+        label = f"LPIPS {metric[len('lpips') :].strip('[]_-')}"
     else:
         label = _METRIC_LABELS.get(metric, metric)
     if direction and not higher_is_better(metric, lower):
