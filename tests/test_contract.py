@@ -322,3 +322,13 @@ def test_receive_keeps_a_session_going_past_a_bad_message(evalset, tmp_path, cap
     capsys.readouterr()
     assert main(["receive", str(tmp_path / "a.smc"), str(tmp_path / "a.smc")]) == 2
     assert "one message per image" in capsys.readouterr().err
+
+
+def test_the_report_says_who_measured_each_metric(evalset, tmp_path) -> None:
+    from semcom.experiments.report import write_report
+
+    cfg = SweepConfig(schemes=["toy-logits", "toy-three"], channels=["ideal"])
+    records = run_sweep(cfg, evalset, formula_judges(), progress=False)
+    html = write_report(records, tmp_path / "r", screenshot=False).read_text()
+    assert "Measured by" in html and "<b>accuracy</b>: receiver" in html
+    assert "<b>psnr</b>: psnr" in html

@@ -169,6 +169,14 @@ def _columns_note(recs: Sequence[PointRecord]) -> str:
     if _cost_keys(recs):
         out += " " + ", ".join(f"<b>{_e(k)}</b>" for k in _cost_keys(recs))
         out += ": other costs than bytes, as the scheme measures them."
+    who: dict[str, list[str]] = {}
+    for r in recs:
+        for metric, judge in r.judges.items():
+            if judge not in who.setdefault(metric, []):
+                who[metric].append(judge)
+    if who:
+        shown = "; ".join(f"<b>{_e(m)}</b>: {_e(', '.join(j))}" for m, j in who.items())
+        out += f" Measured by (receiver = the receiver's own answer): {shown}."
     return out
 
 
