@@ -18,6 +18,7 @@ import numbers
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,10 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+@lru_cache(maxsize=8)
 def current_git_commit(path: str | Path | None = None) -> str | None:
-    """Short hash of the git commit checked out at ``path`` (default: this package), or None."""
+    """Short hash of the git commit checked out at ``path`` (default: this package), or None
+    (asked of git once per process and path: every record of a sweep names it)."""
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(

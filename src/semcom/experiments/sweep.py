@@ -156,7 +156,7 @@ def deliver(
     group = group or LOCAL
     channel = create_channel(channel_spec, seed=seed)
     n = len(transmissions)
-    owner = {i: group.owns(c) for c, idx in enumerate(_chunks(n, batch_size)) for i in idx}
+    owner = [group.owns(i // batch_size) for i in range(n)]  # chunks as in transmit_shared
     receivers = {i: scheme.open_receiver() for i in range(n) if owner[i]}
     sent, nbytes = [0] * n, [0] * n
     out = Delivery([None] * n, sent, nbytes, 0, 0.0, channel.name, channel.config())

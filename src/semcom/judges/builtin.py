@@ -191,7 +191,10 @@ def _no_path(name: str, path: str | None) -> None:
         raise InputError(f"judge {name} takes no file (got {name}={path})")
 
 
+@lru_cache(maxsize=8)
 def _zoo_model(name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """A frozen zoo model and its entry, loaded (and verified) once per process: the
+    feature distance and the classifier judge share ``shape-classifier``."""
     from semcom.models.zoo import list_zoo, load_pretrained, zoo_entry
 
     if name not in set(list_zoo()):
