@@ -332,3 +332,27 @@ def test_the_report_says_who_measured_each_metric(evalset, tmp_path) -> None:
     html = write_report(records, tmp_path / "r", screenshot=False).read_text()
     assert "Measured by" in html and "<b>accuracy</b>: receiver" in html
     assert "<b>psnr</b>: psnr" in html
+
+
+def test_a_judge_of_an_output_the_receiver_lacks_is_refused(evalset, tmp_path, capsys) -> None:
+    """``--judge`` on a receiver that gives no image (receive), or on a run where no scheme
+    gives one (bench): one line, exit 2 -- not a silently empty score."""
+    from semcom.cli import main
+    from semcom.imageio import save_image
+
+    save_image(evalset.images[0], tmp_path / "image.png")
+    out = tmp_path / "m.smc"
+    assert (
+        main(["send", str(tmp_path / "image.png"), "--scheme", "toy-logits", "-o", str(out)]) == 0
+    )
+    capsys.readouterr()
+    assert main(["receive", str(out), "--judge", "psnr"]) == 2
+    err = capsys.readouterr().err
+    assert "reads x_hat, which the toy-logits receiver does not produce" in err
+    assert err.count("\n") == 1
+    assert main(["receive", str(out), "--json"]) == 0  # without --judge: its own answer
+    capsys.readouterr()
+    args = ["bench", "--n-images", "2", "--schemes", "toy-logits", "--channels", "ideal"]
+    assert main([*args, "--judge", "shape-classifier", "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "judge shape-classifier reads x_hat, which none of the schemes produces" in err

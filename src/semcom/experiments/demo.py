@@ -141,7 +141,32 @@ def _real_evalset(
         dataset,
         split,
         seed,
+        tuple(str(c) for c in getattr(ds, "classes", None) or ()) or None,
     )
+
+
+def check_judges(
+    judges: Sequence[Any], outputs: set[str], evalset: EvalSet, asked: bool = True
+) -> None:
+    """Bind every judge to the data's classes (``Judge.bind``) and refuse, in one line,
+    a judge that cannot score this run: one the user ``asked`` for whose input is an
+    output no scheme produces (formulas aside: they run whenever there is an image), or
+    one that gives class labels (segmentation maps) for data with none to compare with."""
+    for j in judges:
+        j.bind(evalset.classes, evalset.dataset)
+        if asked and j.source != "formula" and j.consumes not in outputs:
+            raise InputError(
+                f"judge {j.name} reads {j.consumes}, which none of the schemes produces "
+                f"(they give {', '.join(sorted(outputs))})"
+            )
+        if j.yields == "logits" and evalset.labels is None:
+            raise InputError(
+                f"judge {j.name} gives class labels, but {evalset.dataset} has no labels"
+            )
+        if j.yields == "segmentation" and evalset.masks is None:
+            raise InputError(
+                f"judge {j.name} gives segmentation maps, but {evalset.dataset} has no masks"
+            )
 
 
 def bench_judges(
@@ -218,10 +243,11 @@ def run_bench(
 
     if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("--workers starts local processes; under torchrun leave it at 1")
-    labels, roles = [], {}
+    labels, roles, outputs = [], {}, set()
     for s in schemes:
         sch = create_scheme(s)  # unknown scheme -> InputError before any work
         labels.append(sch.label)
+        outputs |= set(sch.outputs)
         roles[sch.label] = sch.role
         reason = sch.unavailable_reason()
         if reason:
@@ -239,6 +265,8 @@ def run_bench(
     else:
         evalset = _real_evalset(dataset, data_root, split, n_images, size, seed)
     judge_list = bench_judges(judges, dataset, size, classifier, segmenter, ft_classifier)
+    asked = bool(judges or classifier or segmenter or ft_classifier)
+    check_judges(judge_list, outputs, evalset, asked)
     config = SweepConfig(
         schemes=list(schemes),
         channels=list(channels),

@@ -137,11 +137,18 @@ def receive_files(
         result["receiver's segmentation (fraction of pixels per class id)"] = {
             str(c): round(float(n) / seg.numel(), 4) for c, n in enumerate(counts) if n > 0
         }
+    asked = receive_judges(judges) if judges else []
+    for j in asked:
+        if getattr(out, j.consumes, None) is None:
+            raise InputError(
+                f"judge {j.name} reads {j.consumes}, which the {msg.scheme_name} receiver "
+                f"does not produce (it gives {', '.join(scheme.outputs)})"
+            )
     if out.x_hat is not None:
         if output is not None:
             save_image(out.x_hat, output)
             result["reconstruction"] = str(output)
-        result.update(describe_task(out.x_hat, receive_judges(judges)))
+        result.update(describe_task(out.x_hat, asked or receive_judges(())))
     return result
 
 

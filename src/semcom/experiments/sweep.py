@@ -42,6 +42,9 @@ class EvalSet:
     dataset: str = "synthetic"
     split: str = "test"
     seed: int = 0
+    #: the dataset's class ids (label ``i`` is ``classes[i]``: wnids, CamVid names), which
+    #: judges with their own label set are mapped onto (``Judge.bind``); None: unknown
+    classes: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -61,7 +64,11 @@ def synthetic_evalset(n: int, size: int = 64, split: str = "test", seed: int = 0
 
     world = SyntheticWorld(size=size)
     batch = world.generate(world.split_seeds(split, n))
-    return EvalSet(batch.images, batch.labels, batch.masks, "synthetic", split, seed)
+    from semcom.data.synthetic import CLASS_NAMES
+
+    return EvalSet(
+        batch.images, batch.labels, batch.masks, "synthetic", split, seed, tuple(CLASS_NAMES)
+    )
 
 
 def byte_budget(scheme: Scheme, rate: float) -> float | None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from semcom.judges import builtin as _builtin  # noqa: F401  (registers the built-in judges)
+from semcom.judges import tflite as _tflite  # noqa: F401  (registers the TFLite judges)
 from semcom.judges.base import (
     YIELDS,
     Judge,

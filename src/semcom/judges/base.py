@@ -44,6 +44,8 @@ class Judge:
         class_names: names of its classes (index = class id), or None.
         class_map: int64 ``(C,)``: the dataset class each of its classes means (-1: none),
             or None when its classes are the dataset's.
+        class_ids: ids of its classes for :meth:`bind` to match against a dataset's
+            (ImageNet wnids, Cityscapes names), or None when it has none to match.
     """
 
     yields: ClassVar[str] = "distance"
@@ -71,11 +73,32 @@ class Judge:
         self.input_size = input_size
         self.class_names = list(class_names) if class_names is not None else None
         self.class_map = None if class_map is None else torch.as_tensor(class_map).long()
+        self.class_ids: list[str] | None = None
+        #: a judge-class -> dataset-class table given by the user (``map=FILE``)
+        self.mapping: dict[str, str] | None = None
 
     def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """``x`` float ``(B, 3, H, W)`` in ``[0, 1]`` (the receiver's output), ``ref`` the
         originals, same shape -> logits ``(B, C)``, scores ``(B, K, H, W)`` or ``(B,)``."""
         raise NotImplementedError
+
+    def predict(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Dataset class ids of ``x``: int64 ``(B,)`` for ``logits`` judges, ``(B, H, W)``
+        for ``segmentation`` judges (default: :meth:`labels` of the call's scores)."""
+        return self.labels(self(x, ref))
+
+    def bind(self, dataset_classes: Sequence[str] | None, dataset: str = "the dataset") -> None:
+        """Map the judge's classes onto a dataset's (``class_map``), for judges with
+        :attr:`class_ids`; InputError when the judge's classes do not cover the
+        dataset's labels. Judges without ``class_ids``, and calls without the dataset's
+        classes, keep the map they have."""
+        if self.class_ids is None or not dataset_classes:
+            return
+        from semcom.data.classmaps import class_map
+
+        self.class_map = class_map(
+            self.class_ids, dataset_classes, table=self.mapping, judge=self.name, dataset=dataset
+        )
 
     def fit_size(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` resized (bilinear) to ``input_size`` when it has another size."""

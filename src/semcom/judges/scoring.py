@@ -161,17 +161,19 @@ def judge_reconstructions(
     for lo in range(0, n, batch_size):
         xb = to_float(x_hat[lo : lo + batch_size])
         ref = to_float(images[lo : lo + batch_size])
-        out = judge(xb, ref)
         if judge.yields == "distance":
-            total += float(out.sum())
+            total += float(judge(xb, ref).sum())
         elif judge.yields == "logits":
-            correct += int((judge.labels(out) == labels[lo : lo + batch_size]).sum())  # type: ignore[index]
+            correct += int((judge.predict(xb, ref) == labels[lo : lo + batch_size]).sum())  # type: ignore[index]
         else:
-            if meter is None:
+            pred = judge.predict(xb, ref)
+            top = int(pred.max()) + 1 if pred.numel() else 1
+            if meter is None or top > meter.num_classes:
                 cmap = judge.class_map
-                k = out.shape[1] if cmap is None else int(cmap.max()) + 1
-                meter = SegmentationMeter(num_classes=max(k, mask_classes(masks)))  # type: ignore[arg-type]
-            meter.update(judge.labels(out), masks[lo : lo + batch_size])  # type: ignore[index]
+                k = max(top, mask_classes(masks), int(cmap.max()) + 1 if cmap is not None else 1)  # type: ignore[arg-type]
+                # (a later batch may predict a higher class id than the first did)
+                meter = SegmentationMeter(k) if meter is None else meter.grown(k)
+            meter.update(pred, masks[lo : lo + batch_size])  # type: ignore[index]
     if judge.yields == "distance":
         return {judge.metrics[0]: total / n}
     if judge.yields == "logits":

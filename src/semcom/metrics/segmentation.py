@@ -122,6 +122,15 @@ class SegmentationMeter:
         """Add a batch: ``pred`` int (N, H, W) or logits (N, K, H, W); ``target`` (N, H, W)."""
         self._cm += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
 
+    def grown(self, num_classes: int) -> SegmentationMeter:
+        """A meter over ``num_classes >= self.num_classes`` classes holding what this one
+        has seen (for a stream whose class count is learnt as it goes)."""
+        if num_classes < self.num_classes:
+            raise InputError(f"cannot shrink a meter from {self.num_classes} to {num_classes}")
+        out = SegmentationMeter(num_classes, self.ignore_index)
+        out._cm[: self.num_classes, : self.num_classes] += self._cm
+        return out
+
     def reset(self) -> None:
         """Forget every batch."""
         self._cm.zero_()

@@ -59,6 +59,8 @@ _INFRA = {
     "fingerprint",
     "registry",
     "tensor_files",
+    "tflite",
+    "tflite_import",
     "vit_timm",
     "zoo",
 }

@@ -129,6 +129,26 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
     g.add_argument("--vit", default="vit-synth", help="frozen ViT: zoo name or checkpoint")
     g.add_argument("--decoder", default="patch-decoder-synth", help="frozen decoder (ft)")
     g.add_argument("--classifier", default="shape-classifier", help="classifier to fine-tune")
+    g.add_argument(
+        "--ft-trainable",
+        default="",
+        metavar="PREFIXES",
+        help="ft: comma-separated parameter-name prefixes to train, the rest frozen "
+        "(e.g. blocks.16,head,classifier for mobilenet-v2); empty: all",
+    )
+    d = p.add_argument_group("distillation (vit-distill)")
+    d.add_argument(
+        "--teacher",
+        default=None,
+        metavar="SPEC",
+        help="teacher judge spec, e.g. tflite-classifier=mobilenet_v2_1.0_224_quant.tflite "
+        "(see `semcom judges`); its answers on every view are cached in --out",
+    )
+    d.add_argument("--views", type=int, default=6, help="views per image (1 = the image only)")
+    d.add_argument("--temperature", type=float, default=2.0, help="softening temperature T")
+    d.add_argument(
+        "--distill-weight", type=float, default=0.5, help="weight a of the teacher term (0..1)"
+    )
     return p
 
 
@@ -183,6 +203,17 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
         threads=args.threads,
     )
     if args.model in PATCH_MODELS:
+        extra: dict[str, Any] = {}
+        if args.model == "shape-classifier-ft":
+            extra = dict(trainable=args.ft_trainable)
+        if args.model == "vit-distill":
+            extra = dict(
+                teacher=args.teacher,
+                views=args.views,
+                temperature=args.temperature,
+                distill_weight=args.distill_weight,
+                cache_dir=args.out,
+            )
         return train_patch_model(
             args.model,
             args.out,
@@ -197,6 +228,7 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
             vit=args.vit,
             decoder=args.decoder,
             classifier=args.classifier,
+            **extra,
             **common,
         )
     data = eval_data = None

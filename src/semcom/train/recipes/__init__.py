@@ -7,6 +7,7 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   declares -- :class:`ClassifierRecipe` (``classify``), :class:`SegmenterRecipe`
   (``segment``); :func:`task_recipe` picks one;
 * patch transmission (:mod:`.patch`): :class:`VitRecipe` (``vit-synth``),
+  :class:`DistillRecipe` (``vit-distill``, from a teacher judge),
   :class:`PatchDecoderRecipe` (``patch-decoder-synth``), :class:`FinetuneRecipe`
   (``shape-classifier-ft``), by name in :data:`PATCH_MODELS`.
 """
@@ -21,6 +22,7 @@ from semcom.errors import InputError
 from semcom.models.registry import model_entrypoint
 from semcom.train.recipes.base import Batch, Recipe
 from semcom.train.recipes.classifier import ClassifierRecipe
+from semcom.train.recipes.distill import DistillRecipe
 from semcom.train.recipes.finetune import FinetuneRecipe
 from semcom.train.recipes.patch import PatchRecipe
 from semcom.train.recipes.patch_decoder import PatchDecoderRecipe
@@ -33,6 +35,7 @@ __all__ = [
     "TASK_RECIPES",
     "Batch",
     "ClassifierRecipe",
+    "DistillRecipe",
     "FinetuneRecipe",
     "PatchDecoderRecipe",
     "PatchRecipe",
@@ -48,7 +51,7 @@ __all__ = [
 
 #: the patch-transmission recipes by name (``--model``)
 PATCH_MODELS: dict[str, type[PatchRecipe]] = {
-    r.name: r for r in (VitRecipe, PatchDecoderRecipe, FinetuneRecipe)
+    r.name: r for r in (VitRecipe, DistillRecipe, PatchDecoderRecipe, FinetuneRecipe)
 }
 #: the task-model recipes by the task a model declares
 TASK_RECIPES: dict[str, type[TaskRecipe]] = {r.task: r for r in (ClassifierRecipe, SegmenterRecipe)}

@@ -1,7 +1,10 @@
 """``shape-classifier-ft``: the zoo classifier fine-tuned on decoder reconstructions.
 
 * model: the classifier given (``classifier=``, default the zoo ``shape-classifier``),
-  same architecture (``arch="shape-classifier"``) and config, its weights as the start;
+  same architecture (``arch="shape-classifier"``; any classifier, e.g. ``mobilenet-v2``)
+  and config, its weights as the start; ``trainable`` (comma-separated parameter-name
+  prefixes, e.g. ``blocks.15,blocks.16,head,classifier``) trains only those, the rest
+  frozen (all by default);
 * data: reconstructions by the frozen decoder (received patches pasted) of images that
   kept a rate ``r ~ U{0.25, 0.5, 0.75, 1}`` of their patches (attention / random
   selection as for the decoder), mixed with a fraction ``clean_frac`` of clean images;
@@ -19,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from semcom.errors import InputError
 from semcom.models.registry import create_model
 from semcom.train.patch import (
     apply_keep,
@@ -49,19 +53,31 @@ class FinetuneRecipe(PatchRecipe):
     #: the frozen decoder, once built
     decoder: nn.Module | None = None
 
+    def __init__(self, *, trainable: str = "", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.cfg["trainable"] = str(trainable or "")
+
     def build(self) -> nn.Module:
         init = load_frozen(self.cfg["classifier"])
         model = create_model(self.cfg["arch"], **{**init.config, **self.model_kw})
         model.load_state_dict(init.state_dict())
-        for p in model.parameters():
-            p.requires_grad_(True)
+        prefixes = tuple(p.strip() for p in self.cfg["trainable"].split(",") if p.strip())
+        names = [n for n, _ in model.named_parameters()]
+        unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+        if unknown:
+            raise InputError(
+                f"--ft-trainable {unknown[0]!r} names no parameter of {self.cfg['arch']} "
+                f"(they start {', '.join(sorted({n.split('.')[0] for n in names}))})"
+            )
+        for n, p in model.named_parameters():
+            p.requires_grad_(not prefixes or n.startswith(prefixes))
         self.vit = load_frozen(self.cfg["vit"])
         self.decoder = load_frozen(self.cfg["decoder"])
         return model
 
     def unused_parameters(self, model: nn.Module) -> bool:
         # the aux head gets a gradient only from the synthetic world's masks
-        return not (self.cfg["aux_weight"] and self.data is None)
+        return bool(self.cfg["trainable"]) or not (self.cfg["aux_weight"] and self.data is None)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
         c = self.cfg
