@@ -185,3 +185,31 @@ def test_judge_command_on_one_image(tmp_path, capsys) -> None:
     assert "--ref" in capsys.readouterr().err
     (tmp_path / "x.png").write_bytes(b"not an image")
     assert main(["judge", str(tmp_path / "x.png"), "--judge", "shape-classifier"]) == 2
+
+
+def test_check_judges_refuses_a_judge_the_data_cannot_score() -> None:
+    """A classifier judge on data without labels, a segmenter on data without masks: one
+    InputError each, before any work."""
+    from semcom.errors import InputError
+    from semcom.experiments.demo import check_judges
+    from semcom.experiments.sweep import EvalSet
+    from semcom.judges import create_judge
+
+    images = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    no_labels = EvalSet(images, None, torch.zeros(2, 64, 64, dtype=torch.long), "camvid")
+    no_masks = EvalSet(images, torch.zeros(2, dtype=torch.long), None, "tiny-imagenet")
+    with pytest.raises(InputError, match="gives class labels, but camvid has no labels"):
+        check_judges([create_judge("shape-classifier")], {"x_hat"}, no_labels)
+    with pytest.raises(InputError, match="gives segmentation maps, but tiny-imagenet has no"):
+        check_judges([create_judge("shape-segmenter")], {"x_hat"}, no_masks)
+    check_judges([create_judge("psnr")], {"logits"}, no_masks)  # formulas: never refused
+
+
+def test_attention_comparison_figure(tmp_path) -> None:
+    from semcom.experiments.samples import attention_comparison, main
+    from semcom.experiments.sweep import synthetic_evalset
+
+    images = synthetic_evalset(2).images
+    out = attention_comparison(images, tmp_path / "a.png", [("zoo", "vit-synth")] * 2)
+    assert out.is_file() and out.stat().st_size > 1000
+    assert main(["--vit", "novit", "-o", str(tmp_path / "b.png")]) == 2

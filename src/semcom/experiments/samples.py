@@ -159,3 +159,112 @@ def attention_figure(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def attention_comparison(
+    images: torch.Tensor,
+    path: Path,
+    vits: Sequence[tuple[str, str]],
+    selection: str = "mean",
+    rate: float = 0.25,
+) -> Path:
+    """Heat maps of several patch-ranking ViTs side by side, one row per image of
+    ``images`` uint8 ``(K, 3, S, S)``: the original, then for each ``(label, vit)`` (a zoo
+    name or checkpoint path) its CLS attention (``selection`` ``"mean"`` or ``"rollout"``)
+    over the image, with the top ``rate`` patches outlined. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch.nn.functional as F
+    from matplotlib.patches import Rectangle
+
+    from semcom.schemes import create_scheme
+
+    maps = []
+    for label, vit in vits:
+        sch = create_scheme(f"patch-{selection}", vit=vit)
+        scores = sch.scores(images)
+        g = sch.img_size // sch.patch_size
+        keep = max(1, int(round(rate * scores.shape[1])))
+        top = scores.topk(keep, dim=1).indices
+        heat = scores.view(-1, 1, g, g)
+        heat = heat / heat.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+        heat = F.interpolate(heat, size=images.shape[-2:], mode="nearest")[:, 0]
+        maps.append((label, heat, top, g, sch.patch_size))
+    k, ncol = images.shape[0], 1 + len(maps)
+    fig, axes = plt.subplots(k, ncol, figsize=(1.6 * ncol, 1.6 * k + 0.3), squeeze=False)
+    for r in range(k):
+        img = images[r].permute(1, 2, 0).numpy()
+        axes[r][0].imshow(img, interpolation="nearest")
+        if r == 0:
+            axes[r][0].set_title("original", fontsize=6)
+        for c, (label, heat, top, g, ps) in enumerate(maps, start=1):
+            ax = axes[r][c]
+            ax.imshow(img, interpolation="nearest")
+            ax.imshow(heat[r].numpy(), cmap="inferno", alpha=0.6, interpolation="nearest")
+            for p in top[r].tolist():
+                y, x = divmod(p, g)
+                ax.add_patch(
+                    Rectangle((x * ps - 0.5, y * ps - 0.5), ps, ps, fill=False, lw=0.6, ec="cyan")
+                )
+            if r == 0:
+                ax.set_title(f"{label}\n{selection} attention, top {rate:g}", fontsize=6)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m semcom.experiments.samples --vit LABEL=PATH ... -o attention.png``:
+    :func:`attention_comparison` on images of a dataset (first ``--n`` of ``--split``)."""
+    import argparse
+    import sys
+
+    from semcom.errors import SemcomError, one_line
+
+    p = argparse.ArgumentParser(
+        prog="python -m semcom.experiments.samples",
+        description="Attention maps of several patch-ranking ViTs side by side.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--vit", action="append", required=True, metavar="LABEL=PATH",
+                   help="a ViT checkpoint (or zoo name) and its column label; repeat")  # fmt: skip
+    p.add_argument("--dataset", default="synthetic", help="synthetic | tiny-imagenet | ...")
+    p.add_argument("--data-root", default=None, help="dataset folder (real datasets)")
+    p.add_argument("--split", default="val", help="dataset split")
+    p.add_argument("--n", type=int, default=6, help="images (rows)")
+    p.add_argument("--size", type=int, default=64, help="image side")
+    p.add_argument("--selection", default="mean", choices=["mean", "rollout"], help="attention")
+    p.add_argument("--rate", type=float, default=0.25, help="share of patches outlined")
+    p.add_argument("-o", "--out", default="attention.png", help="the PNG to write")
+    a = p.parse_args(argv)
+    try:
+        vits = []
+        for item in a.vit:
+            label, eq, vit = item.partition("=")
+            if not eq or not label or not vit:
+                raise SemcomError(f"--vit {item!r}: expected LABEL=PATH")
+            vits.append((label, vit))
+        if a.dataset == "synthetic":
+            from semcom.experiments.sweep import synthetic_evalset
+
+            images = synthetic_evalset(a.n, size=a.size, split=a.split).images
+        else:
+            from semcom.data import load_dataset
+
+            ds = load_dataset(a.dataset, root=a.data_root, split=a.split, size=a.size)
+            images = torch.stack([ds[i][0] for i in range(min(a.n, len(ds)))])
+        print(attention_comparison(images, Path(a.out), vits, a.selection, a.rate))
+    except SemcomError as e:
+        sys.stderr.write(f"semcom: error: {one_line(e)}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

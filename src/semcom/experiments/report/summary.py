@@ -25,6 +25,17 @@ from semcom.experiments.report.groups import (
 from semcom.experiments.report.results import dedupe_records
 
 
+def short_metric(name: str, width: int = 18) -> str:
+    """A metric name for a narrow column: ``accuracy[classifier[/runs/mnv2.safetensors]]``
+    -> ``accuracy[mnv2]`` (the judge's file stem), names without a judge unchanged."""
+    base, bracket, judge = name.partition("[")
+    if not bracket or len(name) <= 12:
+        return name
+    inner = judge.rstrip("]").rsplit("[", 1)[-1]
+    stem = inner.replace("\\", "/").rsplit("/", 1)[-1].split(".", 1)[0] or inner
+    return f"{base}[{stem[:width]}]"
+
+
 def print_summary(
     records: Sequence[PointRecord | Mapping[str, Any]],
     console: Any = None,
@@ -66,7 +77,7 @@ def print_summary(
             table.add_column("budget", justify="right", no_wrap=True)
         table.add_column("bytes", justify="right", no_wrap=True)
         for m in metrics:
-            name = m.split("[", 1)[0] if len(m) > 12 else m
+            name = short_metric(m)
             table.add_column(Text(name), justify="right", no_wrap=True)
         table.add_column("failed", justify="right", no_wrap=True)
         order = {s: i for i, s in enumerate(_unique(r.scheme for r in group))}
