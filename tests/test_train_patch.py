@@ -105,7 +105,9 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
         train_patch_model("vit-synth", tmp_path, min_rate=0.0)
     with pytest.raises(InputError, match="data_root"):
         train_patch_model("vit-synth", tmp_path, dataset="tiny-imagenet")
-    assert set(PATCH_MODELS) == {"vit-synth", "patch-decoder-synth", "shape-classifier-ft"}
+    assert set(PATCH_MODELS) == {
+        "vit-synth", "vit-distill", "patch-decoder-synth", "shape-classifier-ft"
+    }
 
 
 # --------------------------------------------------------------------------- training
