@@ -355,21 +355,9 @@ def _tflite_bytes(
         C.OperatorCodeAddBuiltinCode(b, code)
         C.OperatorCodeAddVersion(b, 1)
         c_offs.append(C.OperatorCodeEnd(b))
-    M = _fb("Model")
-    cv, sv, bv, desc = (
-        table_vec(c_offs),
-        table_vec([graph]),
-        table_vec(buf_offs),
-        b.CreateString("t"),
-    )
-    M.ModelStart(b)
-    M.ModelAddVersion(b, 3)
-    M.ModelAddOperatorCodes(b, cv)
-    M.ModelAddSubgraphs(b, sv)
-    M.ModelAddBuffers(b, bv)
-    M.ModelAddDescription(b, desc)
-    b.Finish(M.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output()), encoded
+    from tests.tflite_models import finish_model
+
+    return finish_model(b, c_offs, graph, buf_offs, "t"), encoded
 
 
 @pytest.fixture(scope="module")

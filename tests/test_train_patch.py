@@ -106,7 +106,10 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="data_root"):
         train_patch_model("vit-synth", tmp_path, dataset="tiny-imagenet")
     assert set(PATCH_MODELS) == {
-        "vit-synth", "vit-distill", "patch-decoder-synth", "shape-classifier-ft"
+        "vit-synth",
+        "vit-distill",
+        "patch-decoder-synth",
+        "shape-classifier-ft",
     }
 
 

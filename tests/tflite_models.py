@@ -199,6 +199,14 @@ def _serialise(g: _Graph, description: str) -> bytes:
     tflite.SubGraphAddName(b, sg_name)
     subgraph = tflite.SubGraphEnd(b)
 
+    return finish_model(b, opcodes, subgraph, buffers, description)
+
+
+def finish_model(
+    b: flatbuffers.Builder, opcodes: list[int], subgraph: int, buffers: list[int], description: str
+) -> bytes:
+    """The file's bytes: a version-3 ``Model`` table of the built operator codes, one
+    subgraph and the buffers (offsets into ``b``), with the ``TFL3`` identifier."""
     opcodes_vec = _offsets_vector(b, opcodes)
     subgraphs_vec = _offsets_vector(b, [subgraph])
     buffers_vec = _offsets_vector(b, buffers)
