@@ -23,7 +23,7 @@ back at the image's size (nearest, pixel centres).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -72,44 +72,46 @@ def _to_uint8_nhwc(x: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 class _TFLiteJudge(Judge):
-    """Shared set-up: the model, its class ids and names, the user's mapping."""
+    """Shared set-up: the model, its class names (read once) and ids, the user's mapping."""
 
-    kind = "classifier"
+    #: the class-name list looked for beside the model when ``labels=`` is not given
+    labels_file: ClassVar[str]
 
     def __init__(
         self, name: str, metrics: tuple[str, ...], model: Any, opts: dict[str, Path], domain: str
     ) -> None:
-        from semcom.data.classmaps import read_mapping_file
+        from semcom.data.classmaps import read_class_list, read_mapping_file
 
         self.model = model
-        self.num_outputs = self._num_outputs(opts)
+        path = _beside(model.path, opts.get("labels"), self.labels_file)
+        labels = None if path is None else read_class_list(path, f"judge {name} labels")
+        self.num_outputs = self._num_outputs(name, labels)
         h, w = model.input_size
         super().__init__(
             name, metrics, domain=domain, source=str(model.path),
             input_size=h if h == w else None,
         )  # fmt: skip
-        self.class_ids, self.class_names = self._classes(opts)
+        self.class_names = self._fit(labels, path, "labels")
+        self.class_ids = self._ids(opts)
         if "map" in opts:
             self.mapping = read_mapping_file(opts["map"])
 
-    def _num_outputs(self, opts: dict[str, Path]) -> int:
+    def _num_outputs(self, name: str, labels: list[str] | None) -> int:
         raise NotImplementedError
 
-    def _read(self, path: Path | None, what: str) -> list[str] | None:
-        from semcom.data.classmaps import read_class_list
+    def _ids(self, opts: dict[str, Path]) -> list[str] | None:
+        raise NotImplementedError
 
-        if path is None:
+    def _fit(self, lines: list[str] | None, path: Path | None, what: str) -> list[str] | None:
+        """A class list made one per output (``background`` first when one short)."""
+        if lines is None:
             return None
-        lines = read_class_list(path, f"judge {self.name} {what}")
         n = self.num_outputs
         if len(lines) == n - 1:
             lines = ["background", *lines]
         if len(lines) != n:
             raise InputError(f"{what} {path}: {len(lines)} lines for a model with {n} classes")
         return lines
-
-    def _classes(self, opts: dict[str, Path]) -> tuple[list[str] | None, list[str] | None]:
-        raise NotImplementedError
 
     def _name_of(self, c: int) -> str:
         names = self.class_names
@@ -120,6 +122,7 @@ class TFLiteClassifierJudge(_TFLiteJudge):
     """A TFLite image classifier (one ``(1, C)`` output): logits ``(B, C)`` -> accuracy."""
 
     yields = "logits"
+    labels_file = "imagenet_labels.txt"
 
     def __init__(self, model: Any, opts: dict[str, Path], name: str = "tflite-classifier"):
         if len(model.output_shape) != 1 or model.output_shape[0] < 2:
@@ -127,17 +130,17 @@ class TFLiteClassifierJudge(_TFLiteJudge):
                 f"judge {name}: {model.path.name} outputs {list(model.output_shape)}, not "
                 "class scores (1, C)"
             )
-        self._model_path = model.path
         super().__init__(name, ("accuracy",), model, opts, "ImageNet-1k photos (224 x 224)")
 
-    def _num_outputs(self, opts: dict[str, Path]) -> int:
+    def _num_outputs(self, name: str, labels: list[str] | None) -> int:
         return int(self.model.output_shape[0])
 
-    def _classes(self, opts: dict[str, Path]) -> tuple[list[str] | None, list[str] | None]:
-        p = self._model_path
-        ids = self._read(_beside(p, opts.get("synsets"), "imagenet_synsets.txt"), "synsets")
-        names = self._read(_beside(p, opts.get("labels"), "imagenet_labels.txt"), "labels")
-        return ids, names
+    def _ids(self, opts: dict[str, Path]) -> list[str] | None:
+        from semcom.data.classmaps import read_class_list
+
+        path = _beside(self.model.path, opts.get("synsets"), "imagenet_synsets.txt")
+        lines = None if path is None else read_class_list(path, f"judge {self.name} synsets")
+        return self._fit(lines, path, "synsets")
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -147,10 +150,9 @@ class TFLiteClassifierJudge(_TFLiteJudge):
 
     @torch.no_grad()
     def describe(self, x: torch.Tensor) -> dict[str, Any]:
-        m = self.model
-        probs = torch.from_numpy(m.run(_to_uint8_nhwc(x[:1], m.input_size))).float()[0]
-        if m.has_logits:  # the softmax of the dequantised logits: finer than the uint8 output
-            probs = self(x[:1], x[:1])[0].softmax(0)
+        scores = self(x[:1], x[:1])[0]
+        # the softmax of the dequantised logits (finer than the uint8 output), or the output
+        probs = scores.softmax(0) if self.model.has_logits else scores
         top = int(probs.argmax())
         out: dict[str, Any] = {
             "class": self._name_of(top),
@@ -167,6 +169,7 @@ class TFLiteSegmenterJudge(_TFLiteJudge):
     scores ``(1, h, w, K)``: dataset class ids ``(B, H, W)`` -> mIoU, pixel accuracy."""
 
     yields = "segmentation"
+    labels_file = "cityscapes_labels.txt"
 
     def __init__(self, model: Any, opts: dict[str, Path], name: str = "tflite-segmenter"):
         shape = model.output_shape
@@ -175,28 +178,21 @@ class TFLiteSegmenterJudge(_TFLiteJudge):
                 f"judge {name}: {model.path.name} outputs {list(shape)}, not a label map "
                 "(1, h, w) or scores (1, h, w, K)"
             )
-        self._model_path = model.path
-        self._opts = opts
         super().__init__(name, ("miou", "pixel_accuracy"), model, opts, "Cityscapes street scenes")
 
-    def _num_outputs(self, opts: dict[str, Path]) -> int:
+    def _num_outputs(self, name: str, labels: list[str] | None) -> int:
         shape = self.model.output_shape
         if len(shape) == 3:
             return int(shape[-1])
-        labels = _beside(self.model.path, opts.get("labels"), "cityscapes_labels.txt")
         if labels is None:
             raise InputError(
-                f"judge {self.kind}: {self.model.path.name} gives class ids only; name its "
+                f"judge {name}: {self.model.path.name} gives class ids only; name its "
                 "classes with labels=FILE"
             )
-        from semcom.data.classmaps import read_class_list
+        return len(labels)
 
-        return len(read_class_list(labels, "labels"))
-
-    def _classes(self, opts: dict[str, Path]) -> tuple[list[str] | None, list[str] | None]:
-        labels = _beside(self._model_path, opts.get("labels"), "cityscapes_labels.txt")
-        names = self._read(labels, "labels")
-        return names, names
+    def _ids(self, opts: dict[str, Path]) -> list[str] | None:
+        return self.class_names  # a segmenter's class names are its ids
 
     @torch.no_grad()
     def scores_or_ids(self, x: torch.Tensor) -> torch.Tensor:

@@ -46,17 +46,22 @@ def require_litert() -> Any:
     return interpreter
 
 
-def read_tflite_file(path: str | Path) -> tuple[Path, bytes]:
-    """``(path, bytes)`` of a TFLite file after the cheap checks (exists, size, identifier)."""
+def read_tflite_file(path: str | Path, max_bytes: int = TFLITE_MAX_BYTES) -> tuple[Path, bytes]:
+    """``(path, bytes)`` of a TFLite file after the cheap checks (a readable file of at
+    most ``max_bytes``, the ``TFL3`` identifier); InputError naming the file otherwise."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"TFLite model {p}: no such file")
-    size = p.stat().st_size
-    if size > TFLITE_MAX_BYTES:
-        raise InputError(f"TFLite model {p}: {size} bytes is over the {TFLITE_MAX_BYTES} limit")
-    data = p.read_bytes()
+    where = f"TFLite model {p}"
+    try:
+        if not p.is_file():
+            raise InputError(f"{where}: {'not a file' if p.exists() else 'no such file'}")
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise InputError(f"{where}: {size} bytes is over the {max_bytes} limit")
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputError(one_line(f"{where}: cannot read: {e.strerror or e}")) from None
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise InputError(f"TFLite model {p}: not a TFLite file (no TFL3 identifier)")
+        raise InputError(f"{where}: not a TFLite file (no TFL3 identifier at bytes 4..8)")
     return p, data
 
 

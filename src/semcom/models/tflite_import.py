@@ -236,29 +236,10 @@ class _File:
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[bytes, str]:
-    p = Path(path)
-    where = str(p)
-    try:
-        size = p.stat().st_size
-        if not p.is_file():
-            raise InputError(one_line(f"{where}: not a file"))
-    except FileNotFoundError:
-        raise InputError(one_line(f"{where}: no such file")) from None
-    except OSError as exc:
-        raise InputError(one_line(f"{where}: cannot read: {exc.strerror or exc}")) from None
-    if size > MAX_TFLITE_BYTES:
-        raise InputError(
-            one_line(f"{where}: {size} bytes, more than a MobileNetV2 TFLite file can be")
-        )
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(one_line(f"{where}: cannot read: {exc.strerror or exc}")) from None
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise InputError(
-            one_line(f"{where}: not a TFLite file (no 'TFL3' flatbuffer identifier at bytes 4..8)")
-        )
-    return data, where
+    from semcom.models.tflite import read_tflite_file
+
+    p, data = read_tflite_file(path, MAX_TFLITE_BYTES)
+    return data, str(p)
 
 
 def _match(f: _File, width: float | None) -> tuple[float, int, dict[int, int]]:
