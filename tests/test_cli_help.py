@@ -55,7 +55,7 @@ def test_schemes_lists_options_with_defaults_that_parse(capsys):
         head = block.splitlines()[0]
         assert len(head) > len(name) + 2  # a summary after the name
         assert "rate:" in block
-        for opt, value in re.findall(r"^  (\w+)=(\S+?):", block, flags=re.M):
+        for opt, value in re.findall(r"^  (\w+)=(\S+): ", block, flags=re.M):
             if value in ("none", "cpu") or opt in ("vit", "decoder"):
                 continue
             create_scheme(f"{name}[{opt}={value}]")  # the default shown is accepted

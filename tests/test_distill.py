@@ -112,3 +112,44 @@ def test_vit_distill_refuses_bad_settings(tmp_path: Path) -> None:
     base = ["--model", "vit-distill", "--out", str(tmp_path / "o"), "--steps", "1"]
     assert main(base) == 2  # no teacher, synthetic data
     assert main([*base, "--teacher", "psnr", "--views", "0"]) == 2
+
+
+def test_vit_distill_with_a_pretrained_frozen_stem(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert.interpreter")
+    pytest.importorskip("tflite")
+    import tests.tflite_models as tfm
+    from semcom.models.checkpoint import save_checkpoint
+    from semcom.models.mobilenet_v2 import MobileNetV2
+    from semcom.train.loop import fit
+    from semcom.train.recipes import DistillRecipe
+
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    tfm.write_classifier(tmp_path / "t.tflite", size=16)
+    (tmp_path / "imagenet_synsets.txt").write_text("\n".join(wnids))
+    data = _Colours(wnids[:3])
+    torch.manual_seed(3)
+    src = MobileNetV2(num_classes=3, width=0.35)
+    save_checkpoint(src, tmp_path / "mnv2.safetensors", name="mobilenet-v2")
+    kw = dict(
+        teacher=f"tflite-classifier={tmp_path / 't.tflite'}", views=2, data=data,
+        eval_data=data, dataset="colours", image_size=16, arch="vit-hybrid-mnv2",
+        model_kw={"embed_dim": 16, "depth": 1, "num_heads": 2, "stem_width": 0.35,
+                  "stem_blocks": 6, "stem_input_size": 16},
+    )  # fmt: skip
+    r = DistillRecipe(stem=str(tmp_path / "mnv2.safetensors"), cache_dir=tmp_path / "a", **kw)
+    res = fit(r, tmp_path / "a", steps=2, batch_size=8, eval_n=8, quiet=True, resume=False)
+    sd = res.model.state_dict()
+    # the stem kept the MobileNetV2's weights (frozen), the rest trained
+    assert torch.equal(sd["patch_embed.blocks.3.expand.weight"], src.blocks[3].expand.weight)
+    assert torch.equal(sd["patch_embed.stem.weight"], src.stem.weight)
+    with pytest.raises(InputError, match="hybrid"):  # a stem for a plain ViT
+        kw2 = {
+            **kw,
+            "arch": "vit-edge-synth",
+            "model_kw": {"img_size": 16, "embed_dim": 16, "num_heads": 2},
+        }
+        r2 = DistillRecipe(stem=str(tmp_path / "mnv2.safetensors"), cache_dir=tmp_path / "b", **kw2)
+        fit(r2, tmp_path / "b", steps=1, batch_size=8, eval_n=0, quiet=True, resume=False)
+    with pytest.raises(InputError, match="no checkpoint"):
+        r3 = DistillRecipe(stem=str(tmp_path / "none.safetensors"), cache_dir=tmp_path / "c", **kw)
+        fit(r3, tmp_path / "c", steps=1, batch_size=8, eval_n=0, quiet=True, resume=False)

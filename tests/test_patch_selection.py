@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from semcom.errors import InputError
 from semcom.patches import (
+    AttentionMass,
     AttentionSumThreshold,
     AttentionThreshold,
     RandomK,
@@ -71,6 +72,23 @@ def test_cumsum_exact():
     assert kept(AttentionSumThreshold(1.0)(s)) == [[0, 1, 2, 3]]
     # ties: lower index first
     assert kept(AttentionSumThreshold(0.5)(t([[0.25, 0.25, 0.25, 0.25]]))) == [[0, 1]]
+
+
+def test_mass_keeps_the_crossing_patch():
+    s = t([[0.05, 0.5, 0.15, 0.3]])  # sorted: 0.5 (1), 0.3 (3), 0.15 (2), 0.05 (0)
+    assert kept(AttentionMass(0.8)(s)) == [[1, 3]]  # 0.8 reached exactly
+    assert kept(AttentionMass(0.79)(s)) == [[1, 3]]  # 0.3 crosses 0.79: kept
+    assert kept(AttentionMass(0.81)(s)) == [[1, 2, 3]]
+    assert kept(AttentionMass(0.4)(s)) == [[1]]  # the top patch alone reaches it
+    assert kept(AttentionMass(0.0)(s)) == [[1]]
+    assert kept(AttentionMass(1.0)(s)) == [[0, 1, 2, 3]]
+    # scores that never reach delta keep every patch; ties go to the lower index
+    assert kept(AttentionMass(0.9)(t([[0.1, 0.1, 0.1]]))) == [[0, 1, 2]]
+    assert kept(AttentionMass(0.5)(t([[0.25, 0.25, 0.25, 0.25]]))) == [[0, 1]]
+    assert kept(AttentionMass(0.3)(t([[0.25, 0.25, 0.25, 0.25]]))) == [[0, 1]]
+    assert create_rule("mass:0.9") == AttentionMass(0.9)
+    with pytest.raises(InputError):
+        create_rule("mass:1.5")
 
 
 def test_cumsum_delta_one_keeps_all_of_a_softmax():

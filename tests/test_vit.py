@@ -92,6 +92,12 @@ def naive_scores(m: VisionTransformer, attns, mode: str) -> torch.Tensor:
     """Reference patch scores over the token sequence (N, T - prefix)."""
     if mode == "mean":
         mat = attns[-1].mean(1)
+    elif mode == "rollout-ref":  # Im et al.'s code: per head (A + I), product, head mean
+        eye = torch.eye(attns[0].shape[-1], dtype=attns[0].dtype)
+        mat = attns[0] + eye
+        for a in attns[1:]:
+            mat = (a + eye) @ mat
+        mat = mat.mean(1)
     else:  # rollout: store every layer, then multiply R = A'_L ... A'_1
         eye = torch.eye(attns[0].shape[-1], dtype=attns[0].dtype)
         factors = []
@@ -108,7 +114,7 @@ def naive_scores(m: VisionTransformer, attns, mode: str) -> torch.Tensor:
 
 # ------------------------------------------------------------------- tests
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("mode", [None, "mean", "rollout"])
+@pytest.mark.parametrize("mode", [None, "mean", "rollout", "rollout-ref"])
 def test_shapes_and_attention_normalised(variant, mode):
     m = make(**VARIANTS[variant], dtype=torch.float32)
     with torch.no_grad():
@@ -131,7 +137,7 @@ def test_matches_naive_reference(variant):
     x = images(3)
     ref_logits, ref_attn = naive_forward(m, x)
     with torch.no_grad():
-        for mode in (None, "mean", "rollout"):
+        for mode in (None, "mean", "rollout", "rollout-ref"):
             out = m(x, return_attention=mode)
             torch.testing.assert_close(out["logits"], ref_logits, rtol=1e-9, atol=1e-9)
             if mode is not None:

@@ -52,7 +52,10 @@ def patch_figure(schemes: Sequence[str], images: torch.Tensor, path: Path) -> Pa
 
     att = base = None
     for spec in schemes:
-        sel = getattr(create_scheme(spec), "selection", None)
+        sch = create_scheme(spec)
+        if sch.family_name != "attention-patch":
+            continue
+        sel = getattr(sch, "selection", None)
         if sel in ("mean", "rollout") and att is None:
             att = spec
         elif sel == "random" and base is None:
@@ -102,6 +105,13 @@ def publish(
     att = patch_figure(schemes, evalset.images[:5], out / "attention.png")
     if att is not None:
         extra = [*extra, ("Attention-guided patch transmission", att)]
+    if any(r.family == "collaborative" and "accuracy" in r.metrics for r in records):
+        from semcom.experiments.collab import collab_figure, summarise, write_summary
+
+        summary = summarise(records)
+        write_summary(summary, out)
+        fig = collab_figure(summary, out / "collab.png")
+        extra = [*extra, ("Collaborative inference (collab.md: table and findings)", fig)]
     index = write_report(records, out, extra_sections=extra, screenshot=True, anchor_scheme=anchor)
     print_summary(records, anchor_scheme=anchor)
     print(f"report: {index}")

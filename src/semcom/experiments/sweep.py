@@ -274,7 +274,7 @@ def run_point(
         over_budget=over,
         role=scheme.role,
         family=scheme.family_name,
-        cost=scheme.cost(rate),
+        cost=scheme.measured_cost(rate, transmissions),
         messages=messages,
         judges=scores.judged_by,
         lower_is_better=scores.lower,

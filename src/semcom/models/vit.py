@@ -46,8 +46,8 @@ __all__ = [
     "create_vit",
 ]
 
-AttentionMode = Literal["mean", "rollout"]
-_ATTENTION_MODES = (None, "mean", "rollout")
+AttentionMode = Literal["mean", "rollout", "rollout-ref"]
+_ATTENTION_MODES = (None, "mean", "rollout", "rollout-ref")
 
 
 class PatchEmbed(nn.Module):
@@ -365,8 +365,11 @@ class VisionTransformer(nn.Module):
             return_attention: ``None``; ``"mean"`` -- last layer's attention of the CLS
                 query, averaged over heads; ``"rollout"`` -- attention rollout (Abnar &
                 Zuidema): per layer ``A' = 0.5 * mean_heads(A) + 0.5 * I`` with rows
-                renormalised, ``R = A'_L ... A'_1``, the CLS row of ``R``. Without a CLS
-                token the mean over query rows is used instead of the CLS row.
+                renormalised, ``R = A'_L ... A'_1``, the CLS row of ``R``; ``"rollout-ref"``
+                -- the rollout of Im et al.'s public code, kept for comparison: per
+                *head* ``A_h + I`` (not renormalised), multiplied over layers, then
+                averaged over heads. Without a CLS token the mean over query rows is
+                used instead of the CLS row.
 
         Returns:
             ``{"logits": (N, num_classes)}`` (input dtype), plus, when requested,
@@ -402,8 +405,13 @@ class VisionTransformer(nn.Module):
         for i, blk in enumerate(self.blocks):
             is_last = i == self.depth - 1
             need = return_attention == "rollout" or (return_attention == "mean" and is_last)
+            need = need or return_attention == "rollout-ref"
             h, attn = blk(h, need_weights=need)
             if attn is None:
+                continue
+            if return_attention == "rollout-ref":  # per head, identity added, no renorm
+                attn = attn + torch.eye(attn.shape[-1], dtype=attn.dtype, device=attn.device)
+                rollout = attn if rollout is None else attn @ rollout
                 continue
             a = attn.mean(dim=1)  # (N, T, T) float32 (or wider), rows sum to 1
             del attn
@@ -424,6 +432,9 @@ class VisionTransformer(nn.Module):
         elif return_attention == "rollout":
             assert rollout is not None
             out["attention"] = self._patch_scores(self._query_row(rollout), keep)
+        elif return_attention == "rollout-ref":
+            assert rollout is not None
+            out["attention"] = self._patch_scores(self._query_row(rollout.mean(dim=1)), keep)
         return out
 
     @torch.no_grad()
@@ -473,6 +484,11 @@ def count_flops(
         num_kept: ``K`` patch tokens kept (default: all).
     """
     cfg = model.config if isinstance(model, VisionTransformer) else dict(model)
+    if "stem_blocks" in cfg:
+        raise InputError(
+            "count_flops counts a pixel patch projection; for a hybrid ViT add "
+            "semcom.models.vit_hybrid.stem_flops(config) to count_flops of its plain config"
+        )
     d, depth = cfg["embed_dim"], cfg["depth"]
     p = cfg["patch_size"]
     n_patches = (cfg["img_size"] // p) ** 2

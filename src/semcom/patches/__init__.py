@@ -3,6 +3,7 @@
 from semcom.patches.grid import patchify, unpatchify
 from semcom.patches.selection import (
     RULES,
+    AttentionMass,
     AttentionSumThreshold,
     AttentionThreshold,
     RandomK,
@@ -16,6 +17,7 @@ from semcom.patches.selection import (
 
 __all__ = [
     "RULES",
+    "AttentionMass",
     "AttentionSumThreshold",
     "AttentionThreshold",
     "RandomK",

@@ -28,7 +28,14 @@ spec                    class                  keeps
 ``threshold:D``         :class:`AttentionThreshold`    every patch with score ``>= D``
 ``cumsum:D``            :class:`AttentionSumThreshold` highest patches while their
                                                cumulative score stays ``<= D``
+``mass:D``              :class:`AttentionMass` the fewest highest patches whose
+                                               cumulative score reaches ``D``
 ======================  =====================  ==========================================
+
+``mass`` is the cumulative-sum rule of Im et al. as defined (the smallest set whose
+attention mass reaches ``D``: the patch that crosses ``D`` is kept); ``cumsum`` is the
+authors' code's version, which stops before the crossing patch (and would send nothing
+when the top patch alone exceeds ``D``; here it keeps that one patch).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from semcom.errors import InputError
 
 __all__ = [
     "RULES",
+    "AttentionMass",
     "AttentionSumThreshold",
     "AttentionThreshold",
     "Rate",
@@ -309,9 +317,33 @@ class AttentionSumThreshold(_Threshold):
         return _mask_from_order(order, counts)
 
 
+@dataclass(frozen=True)
+class AttentionMass(_Threshold):
+    """Keep the fewest highest-scoring patches whose cumulative score reaches ``delta``.
+
+    Sort descending (ties: lower index first) and keep the shortest prefix whose running
+    sum (float64) is ``>= delta`` minus a relative slack of ``CUMSUM_TOLERANCE``; the
+    patch that crosses ``delta`` is included. A row whose scores never reach ``delta``
+    keeps every patch; ``delta = 0`` keeps the single top patch (at least one is always
+    kept).
+    """
+
+    name: ClassVar[str] = "mass"
+
+    def __call__(self, scores: Tensor, seed: SeedLike = None) -> Tensor:
+        scores = _check_scores(scores, nonnegative=True)
+        order = _order(scores)
+        csum = torch.gather(scores, 1, order).double().cumsum(dim=1)
+        goal = self.delta - CUMSUM_TOLERANCE * max(self.delta, 1e-300)
+        # patches before the prefix reaches the goal, plus the crossing one
+        counts = ((csum < goal).sum(dim=1) + 1).clamp(1, scores.shape[1])
+        return _mask_from_order(order, counts)
+
+
 #: Spec name -> rule class.
 RULES: dict[str, type[SelectionRule]] = {
-    cls.name: cls for cls in (TopK, RandomK, Rate, AttentionThreshold, AttentionSumThreshold)
+    cls.name: cls
+    for cls in (TopK, RandomK, Rate, AttentionThreshold, AttentionSumThreshold, AttentionMass)
 }
 
 _INT = re.compile(r"[0-9]+")
@@ -332,7 +364,7 @@ def _parse_float(text: str, what: str, spec: str) -> float:
 
 def create_rule(spec: str) -> SelectionRule:
     """Parse a rule spec: ``"topk:16"``, ``"random:16"``, ``"random:16:3"`` (seed 3),
-    ``"rate:0.25"``, ``"threshold:0.01"``, ``"cumsum:0.9"``.
+    ``"rate:0.25"``, ``"threshold:0.01"``, ``"cumsum:0.9"``, ``"mass:0.9"``.
 
     Raises:
         InputError: unknown rule, malformed or missing parameter, ``k < 1``, non-integer

@@ -90,6 +90,13 @@ class Scheme:
         stored in result records next to the real byte counts."""
         return {}
 
+    def measured_cost(self, rate: float, transmissions: Sequence[Transmission]) -> dict[str, float]:
+        """The costs of a sweep point, from what the transmitter did with every image
+        (``Transmission.stats``); by default :meth:`cost`, which depends on ``rate``
+        only. Schemes whose cost depends on the images (an edge that offloads some of
+        them) override this."""
+        return self.cost(rate)
+
     # ------------------------------------------------------------ single-message pair
     def compress(self, image: torch.Tensor, rate: float) -> bytes:
         """Transmitter of a single-message scheme: ``image`` uint8 ``(3, H, W)`` -> message
@@ -204,7 +211,8 @@ def run_session(
             continue
         if step.satisfied and not scheme.single_message:
             break
-    return Transmission(sent, tx.local), final_answer(receiver, tx) or Decoded(satisfied=False)
+    final = final_answer(receiver, tx) or Decoded(satisfied=False)
+    return Transmission(sent, tx.local, dict(tx.stats)), final
 
 
 def final_answer(receiver: Receiver, tx: Transmission) -> Decoded | None:

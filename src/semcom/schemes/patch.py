@@ -14,6 +14,8 @@ Selection modes (``selection=``):
 
 * ``"mean"`` -- last-layer CLS attention averaged over heads (the paper's choice);
 * ``"rollout"`` -- attention rollout over all layers;
+* ``"rollout-ref"`` -- the rollout of Im et al.'s public code (per head, identity added
+  without renormalising; see ``VisionTransformer.forward``), for comparison;
 * ``"random"`` -- uniformly random patches, seeded per image from ``seed`` and a hash
   of the image bytes (so a patch choice never depends on the batch it was sent in);
 * ``"variance"`` -- the patches of highest pixel variance: a content-based but
@@ -34,7 +36,8 @@ Message (scheme id of ``"patch"``; see ``docs/architecture.md`` for the containe
     fields   h, w   image size (must equal the ViT's img_size at the receiver)
              ps     patch size (must equal the ViT's patch_size)
              k      number of patches kept, 1 <= k <= P = (h / ps) * (w / ps)
-             sel    selection mode id (0 mean, 1 rollout, 2 random, 3 variance)
+             sel    selection mode id (0 mean, 1 rollout, 2 random, 3 variance,
+                    4 rollout-ref)
              pc, pq pixel codec id and parameter (bits or quality), see
                     :mod:`semcom.patches.codec`
              g      group size: the k tiles are split into ceil(k / g) near-equal groups
@@ -91,7 +94,9 @@ __all__ = [
 ]
 
 #: Selection mode -> header id (field ``sel``).
-SELECTION_IDS: dict[str, int] = {"mean": 0, "rollout": 1, "random": 2, "variance": 3}
+SELECTION_IDS: dict[str, int] = {
+    "mean": 0, "rollout": 1, "random": 2, "variance": 3, "rollout-ref": 4,
+}  # fmt: skip
 #: Pixel codec used when none is given (see the measurements in the benchmark).
 DEFAULT_PIXELS = "q4"
 #: Patches per pixel section.
@@ -122,7 +127,8 @@ class PatchScheme(Scheme):
     """Attention-guided patch transmission with a conv-decoder receiver.
 
     Args:
-        selection: ``"mean"``, ``"rollout"``, ``"random"`` or ``"variance"``.
+        selection: ``"mean"``, ``"rollout"``, ``"rollout-ref"``, ``"random"`` or
+            ``"variance"``.
         pixels: pixel codec spec (``"raw"``, ``"q<B>"``, ``"q<B>:plain"``,
             ``"jpeg:<Q>"``, ``"webp:<Q>"``, ``"avif:<Q>"``) or a :class:`PixelCodec`.
         rule: optional selection-rule spec (``"cumsum:0.9"``, ``"threshold:0.02"``,
@@ -152,6 +158,10 @@ class PatchScheme(Scheme):
     """
 
     name: ClassVar[str] = "patch"
+    #: The container's scheme id (every variant of one receiver writes the same).
+    wire_name: ClassVar[str] = _WIRE_NAME
+    #: What the receiver's model is called (and the option naming it), in messages.
+    receiver_model: ClassVar[str] = "decoder"
     family: ClassVar[str] = "attention-patch"
     rate_unit: ClassVar[str] = "fraction of patches"
     rate_range: ClassVar[str] = "fraction of the patches sent, in (0, 1]"
@@ -206,7 +216,7 @@ class PatchScheme(Scheme):
                 raise InputError(f"{what} must be a positive int or None, got {value!r}")
         if vit is None and (img_size is None or patch_size is None):
             raise InputError("without a ViT, give img_size and patch_size")
-        if vit is None and selection in ("mean", "rollout"):
+        if vit is None and selection in ("mean", "rollout", "rollout-ref"):
             raise InputError(f"selection {selection!r} needs a ViT (vit=None given)")
         if not (vit is None or isinstance(vit, (str, nn.Module))):
             raise InputError(f"vit must be a model, a zoo name or None, got {type(vit).__name__}")
@@ -339,10 +349,11 @@ class PatchScheme(Scheme):
         from semcom.models.fingerprint import ModelMismatchError, describe_fingerprint
 
         mine = describe_fingerprint(own, self._decoder_source())
+        what = self.receiver_model
         raise ModelMismatchError(
-            f"message was made for decoder weights {describe_fingerprint(sent)}, this "
-            f"receiver holds {mine}; decode it with the sender's decoder "
-            "(--scheme 'patch-mean[decoder=PATH]') or check_models=false"
+            f"message was made for {what} weights {describe_fingerprint(sent)}, this "
+            f"receiver holds {mine}; decode it with the sender's {what} "
+            f"(--scheme '{self.name}[{what}=PATH]') or check_models=false"
         )
 
     # ------------------------------------------------------------------ rates
@@ -413,7 +424,7 @@ class PatchScheme(Scheme):
         n, p = images.shape[0], self.num_patches
         if n == 0:
             return torch.zeros(0, p)
-        if self.selection in ("mean", "rollout"):
+        if self.selection in ("mean", "rollout", "rollout-ref"):
             vit = self.vit
             out = []
             with torch.inference_mode():
@@ -478,7 +489,7 @@ class PatchScheme(Scheme):
             for j, (a, b) in enumerate(group_bounds(k, g)):
                 sections[f"px{j}"] = self.pixels.encode(tiles[a:b])
             fields = {**base, "k": k, "g": g}
-            out.append(pack(Message(scheme=_WIRE_NAME, fields=fields, sections=sections)))
+            out.append(pack(Message(scheme=self.wire_name, fields=fields, sections=sections)))
         return out
 
     def compress(self, image: Tensor, rate: float) -> bytes:
@@ -491,9 +502,10 @@ class PatchScheme(Scheme):
     def _parse(self, data: bytes, erasures: Erasures) -> Decoded:
         """One message -> sparse image and masks (no decoder); BitstreamError if unusable."""
         msg = unpack(data, erasures=erasures, allow_damaged=True)
-        msg.expect_scheme(_WIRE_NAME)
+        msg.expect_scheme(self.wire_name)
         msg.expect_fields(_FIELDS, optional=("fp",))
-        s, sp, p = self.img_size, self.patch_size, self.num_patches
+        s, sp = self._receiving_grid()
+        p = (s // sp) ** 2
         h, w = msg.image_size()
         ps = msg.int_field("ps", 1, MAX_SIDE)
         if (h, w, ps) != (s, s, sp):
@@ -524,6 +536,10 @@ class PatchScheme(Scheme):
             stats={"lost_patches": int(k - received.sum()), "k": k, "pixels": codec.spec},
             aux={"sparse": sparse.contiguous(), "mask": mask, "selected": selected},
         )
+
+    def _receiving_grid(self) -> tuple[int, int]:
+        """``(img_size, patch_size)`` the receiver expects messages to have."""
+        return self.img_size, self.patch_size
 
     def _run_decoder(self, sparse: Tensor, mask: Tensor) -> Tensor:
         """uint8 ``(N, 3, S, S)``, bool ``(N, P)`` -> uint8 ``(N, 3, S, S)``."""

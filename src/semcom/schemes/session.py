@@ -90,10 +90,14 @@ class Transmission:
         local: the sender's own answer (e.g. a confident edge classifier's logits),
             which stands when it sends nothing or when nothing it sent arrived usable;
             else None.
+        stats: JSON-able facts of the sender's decision (e.g. ``{"offloaded": 1,
+            "patches": 12}``), which :meth:`~semcom.schemes.base.Scheme.measured_cost`
+            turns into a result record's costs.
     """
 
     messages: list[bytes] = field(default_factory=list)
     local: Decoded | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_bytes(self) -> int:

@@ -149,6 +149,14 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
     d.add_argument(
         "--distill-weight", type=float, default=0.5, help="weight a of the teacher term (0..1)"
     )
+    d.add_argument(
+        "--stem",
+        default=None,
+        metavar="CKPT",
+        help="with --arch vit-hybrid-mnv2: a mobilenet-v2 checkpoint whose first blocks "
+        "become the frozen patch embedding (e.g. the ImageNet port that "
+        "semcom.models.tflite_import writes); none: the stem trains from scratch",
+    )
     return p
 
 
@@ -212,6 +220,7 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
                 views=args.views,
                 temperature=args.temperature,
                 distill_weight=args.distill_weight,
+                stem=args.stem,
                 cache_dir=args.out,
             )
         return train_patch_model(

@@ -7,6 +7,7 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   declares -- :class:`ClassifierRecipe` (``classify``), :class:`SegmenterRecipe`
   (``segment``); :func:`task_recipe` picks one;
 * patch transmission (:mod:`.patch`): :class:`VitRecipe` (``vit-synth``),
+  :class:`ServerRecipe` (``vit-server``, the collaborative server on token subsets),
   :class:`DistillRecipe` (``vit-distill``, from a teacher judge),
   :class:`PatchDecoderRecipe` (``patch-decoder-synth``), :class:`FinetuneRecipe`
   (``shape-classifier-ft``), by name in :data:`PATCH_MODELS`.
@@ -27,6 +28,7 @@ from semcom.train.recipes.finetune import FinetuneRecipe
 from semcom.train.recipes.patch import PatchRecipe
 from semcom.train.recipes.patch_decoder import PatchDecoderRecipe
 from semcom.train.recipes.segmenter import SegmenterRecipe
+from semcom.train.recipes.server import ServerRecipe
 from semcom.train.recipes.task import TaskRecipe
 from semcom.train.recipes.vit import VitRecipe
 
@@ -41,6 +43,7 @@ __all__ = [
     "PatchRecipe",
     "Recipe",
     "SegmenterRecipe",
+    "ServerRecipe",
     "TaskRecipe",
     "VitRecipe",
     "evaluate_patch_model",
@@ -51,7 +54,7 @@ __all__ = [
 
 #: the patch-transmission recipes by name (``--model``)
 PATCH_MODELS: dict[str, type[PatchRecipe]] = {
-    r.name: r for r in (VitRecipe, DistillRecipe, PatchDecoderRecipe, FinetuneRecipe)
+    r.name: r for r in (VitRecipe, ServerRecipe, DistillRecipe, PatchDecoderRecipe, FinetuneRecipe)
 }
 #: the task-model recipes by the task a model declares
 TASK_RECIPES: dict[str, type[TaskRecipe]] = {r.task: r for r in (ClassifierRecipe, SegmenterRecipe)}

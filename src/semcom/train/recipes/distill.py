@@ -3,7 +3,11 @@
 for its attention to find the object.
 
 * model: a registered ViT (default ``vit-edge-synth``'s layout; ``--arch`` /
-  ``--model-kw`` choose another) with DeiT's distillation token (``distilled=True``);
+  ``--model-kw`` choose another) with DeiT's distillation token (``distilled=True``).
+  With ``--arch vit-hybrid-mnv2`` the patch embedding is the start of a MobileNetV2
+  (:mod:`semcom.models.vit_hybrid`); ``stem`` (``--stem CKPT``, a ``mobilenet-v2``
+  checkpoint such as the ImageNet port) copies its pretrained weights there and freezes
+  them, so only the projection, the transformer and the heads learn;
 * data: ``K`` views of every training image (:mod:`semcom.train.teacher`: the whole
   image and ``K - 1`` random-resized, mirrored crops); the teacher -- any ``logits``
   judge spec, e.g. ``tflite-classifier=mobilenet_v2.tflite`` -- scores each view once
@@ -65,6 +69,7 @@ class DistillRecipe(VitRecipe):
         views: int = 6,
         temperature: float = 2.0,
         distill_weight: float = 0.5,
+        stem: str | None = None,
         cache_dir: str | Path | None = None,
         quiet: bool = False,
         **kw: Any,
@@ -72,7 +77,7 @@ class DistillRecipe(VitRecipe):
         super().__init__(**kw)
         self.cfg.update(
             teacher=str(teacher), views=int(views), temperature=float(temperature),
-            distill_weight=float(distill_weight),
+            distill_weight=float(distill_weight), stem=str(stem or ""),
         )  # fmt: skip
         self.model_kw.setdefault("distilled", True)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
@@ -92,6 +97,20 @@ class DistillRecipe(VitRecipe):
             raise InputError("--temperature must be > 0 and --distill-weight in [0, 1]")
         if not self.model_kw.get("distilled", False):
             raise InputError("vit-distill trains a ViT with a distillation token (distilled)")
+        if c["stem"] and not Path(c["stem"]).is_file():
+            raise InputError(f"--stem: no checkpoint file {c['stem']}")
+
+    def build(self) -> nn.Module:
+        model = super().build()
+        if self.cfg["stem"]:
+            from semcom.models.vit_hybrid import HybridVisionTransformer, load_stem
+
+            if not isinstance(model, HybridVisionTransformer):
+                raise InputError(
+                    f"--stem needs a hybrid ViT (--arch vit-hybrid-mnv2), not {self.cfg['arch']}"
+                )
+            load_stem(model, self.cfg["stem"])
+        return model
 
     def prepare(self) -> None:
         from semcom.judges import create_judge

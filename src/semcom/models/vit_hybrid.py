@@ -1,0 +1,252 @@
+"""A hybrid ViT: the first blocks of a MobileNetV2 as the patch embedding.
+
+Dosovitskiy et al. (ICLR 2021, section 3.1 "Hybrid architecture") feed a transformer the
+feature map of a CNN instead of linearly projected pixel patches. Here the CNN is the
+start of a MobileNetV2 (:mod:`semcom.models.mobilenet_v2`): the image is resized to
+``stem_input_size``, run through the stem conv and the first ``stem_blocks`` inverted
+residual blocks, and each cell of the resulting ``G x G`` feature map is projected (1x1
+conv) to one token. ``G = img_size // patch_size``, so token ``p`` still belongs to image
+patch ``p`` (row-major) and everything that ranks, keeps or sends patches works
+unchanged. The stem can start from pretrained weights (the ImageNet MobileNetV2 of
+:mod:`semcom.models.tflite_import`): :func:`load_stem` copies them and freezes them.
+
+Registered as ``vit-hybrid-mnv2`` (random init): 64 x 64 images, 8 x 8 patches, the
+MobileNetV2 blocks up to the first 96-channel stage (13 blocks, output stride 16) at
+128 x 128, so the grid is 8 x 8; 4 transformer blocks of width 192, DeiT distillation
+token.
+
+Differences from :class:`~semcom.models.vit.VisionTransformer`
+-------------------------------------------------------------
+* A token sees more than its patch (the stem's receptive field). With ``keep``, the
+  pixels of the dropped patches are therefore set to 0 *before* the stem: the output
+  depends only on the kept patches' pixels, as for the plain ViT -- but a kept token's
+  features also see the blank neighbours, so accuracy from a subset is not that of the
+  full image restricted to those tokens.
+* Extra config keys ``stem_blocks``, ``stem_input_size``, ``stem_width``.
+
+State-dict keys: those of ``VisionTransformer`` with ``patch_embed.proj.*`` now the 1x1
+projection ``(D, C_stem, 1, 1)``, plus the MobileNetV2's own names under
+``patch_embed.``: ``patch_embed.stem.*`` and ``patch_embed.blocks.{i}.{expand,
+depthwise,project}.*`` for ``i < stem_blocks``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from semcom.errors import InputError
+from semcom.models.mobilenet_v2 import (
+    INFERENCE_CHUNK,
+    Conv2dSame,
+    InvertedResidual,
+    block_specs,
+)
+from semcom.models.registry import register_model
+from semcom.models.vit import VisionTransformer
+
+__all__ = ["HybridVisionTransformer", "MobileNetStem", "load_stem", "stem_flops"]
+
+
+def _stem_plan(width: float, blocks: int) -> tuple[int, list[tuple[int, int, int, int]]]:
+    stem, specs, _ = block_specs(width)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= len(specs):
+        raise InputError(f"stem_blocks must be an int in [1, {len(specs)}], got {blocks!r}")
+    return stem, specs[:blocks]
+
+
+def _stem_stride(specs: list[tuple[int, int, int, int]]) -> int:
+    return 2 * math.prod(s[2] for s in specs)
+
+
+class MobileNetStem(nn.Module):
+    """``(N, 3, H, W)`` float in ``[0, 1]`` -> tokens ``(N, G * G, D)``, row-major.
+
+    The image is resized (bilinear) to ``input_size``, mapped to ``[-1, 1]`` (the
+    MobileNetV2 convention), run through the stem conv and ``blocks`` inverted residual
+    blocks (channels-last, faster on CPU) and projected by a 1x1 conv to ``embed_dim``.
+
+    Args:
+        embed_dim: token width ``D``.
+        blocks: how many MobileNetV2 blocks (1..17).
+        input_size: the side the image is resized to; ``input_size / stride`` must be
+            the token grid ``grid``.
+        width: MobileNetV2 width multiplier.
+        grid: token grid side ``G``.
+    """
+
+    def __init__(self, embed_dim: int, blocks: int, input_size: int, width: float, grid: int):
+        super().__init__()
+        stem, specs = _stem_plan(width, blocks)
+        stride = _stem_stride(specs)
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 8:
+            raise InputError(f"stem_input_size must be an int >= 8, got {input_size!r}")
+        if input_size != grid * stride:
+            raise InputError(
+                f"stem_input_size {input_size} with {blocks} MobileNetV2 blocks (stride "
+                f"{stride}) gives a {-(-input_size // stride)}-cell grid; the patch grid is "
+                f"{grid} (use stem_input_size {grid * stride})"
+            )
+        self.input_size = input_size
+        self.stem = Conv2dSame(3, stem, 3, stride=2)
+        self.blocks = nn.ModuleList(InvertedResidual(*spec) for spec in specs)
+        self.out_channels = specs[-1][1]
+        self.proj = nn.Conv2d(self.out_channels, embed_dim, 1)
+        for m in (self.stem, *self.blocks.modules()):
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                nn.init.zeros_(m.bias)
+        self.to(memory_format=torch.channels_last)
+
+    def features(self, x: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` in ``[0, 1]`` -> the MobileNetV2 map ``(N, C, G, G)``."""
+        s = self.input_size
+        if tuple(x.shape[-2:]) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = F.relu6(self.stem(x * 2 - 1), inplace=True)
+        for block in self.blocks:
+            y = block(y)
+        return y
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` -> ``(N, G * G, D)``. A frozen stem (no parameter needing a
+        gradient, :func:`load_stem`) runs without autograd, in chunks of
+        ``INFERENCE_CHUNK`` images (cache-friendly on CPU)."""
+        frozen = not any(p.requires_grad for p in self.stem.parameters())
+        if frozen or not torch.is_grad_enabled():
+            with torch.no_grad():
+                y = torch.cat([self.features(c) for c in x.split(INFERENCE_CHUNK)])
+        else:
+            y = self.features(x)
+        return self.proj(y).flatten(2).transpose(1, 2).contiguous()
+
+
+class HybridVisionTransformer(VisionTransformer):
+    """A :class:`~semcom.models.vit.VisionTransformer` whose patch embedding is
+    :class:`MobileNetStem` (see the module docstring). Same ``forward`` contract.
+
+    Args:
+        stem_blocks: MobileNetV2 blocks in the stem.
+        stem_input_size: side the image is resized to before the stem.
+        stem_width: MobileNetV2 width multiplier.
+        **kw: :class:`~semcom.models.vit.VisionTransformer`'s arguments.
+    """
+
+    def __init__(
+        self,
+        stem_blocks: int = 13,
+        stem_input_size: int = 128,
+        stem_width: float = 1.0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        if (
+            isinstance(stem_width, bool)
+            or not isinstance(stem_width, (int, float))
+            or not math.isfinite(stem_width)
+            or not 0 < stem_width <= 4
+        ):
+            raise InputError(f"stem_width must be a number in (0, 4], got {stem_width!r}")
+        # replaces the pixel projection in place (same slot, so the key order holds)
+        self.patch_embed = MobileNetStem(
+            self.embed_dim, stem_blocks, stem_input_size, float(stem_width), self.grid_size
+        )
+        self.config.update(
+            stem_blocks=stem_blocks, stem_input_size=stem_input_size, stem_width=float(stem_width)
+        )
+
+    def _embed(self, x: Tensor, keep: Tensor | None) -> Tensor:
+        if keep is not None:  # blank the dropped patches first (the stem sees neighbours)
+            g, p = self.grid_size, self.patch_size
+            cells = x.new_zeros(x.shape[0], g * g).scatter_(1, keep, 1.0)
+            mask = cells.view(-1, 1, g, g).repeat_interleave(p, 2).repeat_interleave(p, 3)
+            x = x * mask
+        return super()._embed(x, keep)
+
+
+def stem_flops(cfg: dict[str, Any]) -> int:
+    """Forward FLOPs (multiply-add = 2) of one image through a hybrid's stem convs and
+    token projection, from its config (0 for a plain ViT config)."""
+    if "stem_blocks" not in cfg:
+        return 0
+    stem, specs = _stem_plan(float(cfg.get("stem_width", 1.0)), int(cfg["stem_blocks"]))
+    side = -(-int(cfg["stem_input_size"]) // 2)
+    flops = 2 * side * side * 3 * 9 * stem
+    for cin, cout, stride, t in specs:
+        hidden = cin * t
+        if t != 1:
+            flops += 2 * side * side * cin * hidden
+        side = -(-side // stride)
+        flops += 2 * side * side * hidden * 9 + 2 * side * side * hidden * cout
+    return flops + 2 * side * side * specs[-1][1] * int(cfg["embed_dim"])
+
+
+def load_stem(model: HybridVisionTransformer, source: nn.Module | str | Path) -> list[str]:
+    """Copy a MobileNetV2's stem and first blocks into ``model``'s stem and freeze them.
+
+    Args:
+        model: the hybrid ViT.
+        source: a :class:`~semcom.models.mobilenet_v2.MobileNetV2` or a checkpoint path
+            / zoo name of one (e.g. the ImageNet port of ``semcom.models.tflite_import``).
+
+    Returns:
+        The frozen parameter names (``patch_embed.stem.*``, ``patch_embed.blocks.*``); the
+        projection ``patch_embed.proj`` stays trainable.
+
+    Raises:
+        InputError: ``source`` is not a MobileNetV2 or its widths differ.
+    """
+    from semcom.models.mobilenet_v2 import MobileNetV2
+
+    if isinstance(source, (str, Path)):
+        from semcom.models.zoo import load_model
+
+        source = load_model(source)
+    if not isinstance(source, MobileNetV2):
+        raise InputError(
+            f"the stem's weights must come from a mobilenet-v2, got {type(source).__name__}"
+        )
+    stem = model.patch_embed
+    if not isinstance(stem, MobileNetStem):
+        raise InputError("load_stem needs a hybrid ViT (vit-hybrid-mnv2)")
+    src = source.state_dict()
+    frozen = []
+    for name, p in stem.named_parameters():
+        if name.startswith("proj."):
+            continue
+        if name not in src or tuple(src[name].shape) != tuple(p.shape):
+            have = None if name not in src else tuple(src[name].shape)
+            raise InputError(
+                f"mobilenet-v2 weights do not fit the stem: {name} is {have}, needs "
+                f"{tuple(p.shape)} (stem_width {model.config['stem_width']})"
+            )
+        with torch.no_grad():
+            p.copy_(src[name])
+        p.requires_grad_(False)
+        frozen.append(f"patch_embed.{name}")
+    return frozen
+
+
+@register_model("vit-hybrid-mnv2")
+def vit_hybrid_mnv2(**overrides: Any) -> HybridVisionTransformer:
+    """64x64 images, 8x8 patches; MobileNetV2 (13 blocks at 128x128) as the patch
+    embedding; 4 blocks of width 192 (3 heads), distillation token."""
+    cfg: dict[str, Any] = dict(
+        img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3, num_classes=None,
+        distilled=True, stem_blocks=13, stem_input_size=128,
+    )  # fmt: skip
+    cfg.update(overrides)
+    if cfg.get("num_classes") is None:
+        from semcom.data.synthetic import CLASS_NAMES
+
+        cfg["num_classes"] = len(CLASS_NAMES)
+    try:
+        return HybridVisionTransformer(**cfg)
+    except TypeError as e:
+        raise InputError(f"vit-hybrid-mnv2: bad config override: {e}") from e

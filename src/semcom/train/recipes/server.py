@@ -1,0 +1,63 @@
+"""``vit-server``: the server ViT of collaborative inference (Im et al., IEEE IoT-J 2024),
+trained to classify from any subset of its patch tokens.
+
+* model: a registered ViT (default ``vit-tiny-synth``: 6 blocks of width 192, larger
+  than the edge's ``vit-edge-synth``), trained from scratch;
+* loss: cross-entropy (optionally label-smoothed) on a random token subset: every step
+  draws one count ``K`` uniformly from ``[ceil(min_rate * P), P]`` and every image
+  keeps ``K`` patches drawn uniformly at random (``keep=``: the other patches never
+  reach the transformer). On datasets, random horizontal flips as ``vit-synth``;
+* evaluation: ``accuracy`` on every patch, ``accuracy_rand_r0.25`` / ``_r0.5`` from a
+  random quarter / half of them (seeded by image id).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from semcom.train.recipes.base import Batch
+from semcom.train.recipes.patch import Add, Frozen
+from semcom.train.recipes.vit import VitRecipe
+from semcom.train.sources import EvalBatch
+
+__all__ = ["ServerRecipe"]
+
+
+def random_keep(n: int, p: int, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """int64 ``(n, k)``: ``k`` distinct patch indices per row, uniformly at random."""
+    return torch.rand(n, p, generator=generator).argsort(dim=1)[:, :k]
+
+
+class ServerRecipe(VitRecipe):
+    """``vit-server`` (see the module docstring)."""
+
+    name = "vit-server"
+    arch = "vit-tiny-synth"
+    weights = ()
+
+    def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
+        c = self.cfg
+        x, y = batch.x, batch.y
+        if self.data is not None and c["flip"]:
+            flip = torch.rand(x.shape[0]) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        p = int(model.num_patches)
+        low = min(p, max(1, math.ceil(c["min_rate"] * p)))
+        k = int(torch.randint(low, p + 1, ()))
+        out = net(x) if k == p else net(x, keep=random_keep(x.shape[0], p, k))
+        return F.cross_entropy(out["logits"], y, label_smoothing=c["label_smoothing"])
+
+    @classmethod
+    def score_batch(cls, model: nn.Module, frozen: Frozen, batch: EvalBatch, add: Add) -> None:
+        x, y, _masks, ids = batch
+        add("accuracy", (model(x)["logits"].argmax(1) == y).float())
+        p = int(model.num_patches)
+        for r in (0.25, 0.5):
+            g = torch.Generator().manual_seed(int(ids[0]) if len(ids) else 0)
+            keep = random_keep(x.shape[0], p, max(1, round(r * p)), g)
+            lg = model(x, keep=keep)["logits"]
+            add(f"accuracy_rand_r{r}", (lg.argmax(1) == y).float())
