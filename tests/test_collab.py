@@ -3,6 +3,7 @@ the server's token-subset classification, the vit-server recipe."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -197,3 +198,50 @@ def test_vit_server_recipe_trains_on_token_subsets(tmp_path) -> None:
     res = fit(r, tmp_path, steps=6, batch_size=4, eval_n=8, quiet=True, resume=False)
     assert {"accuracy", "accuracy_rand_r0.25", "accuracy_rand_r0.5"} <= set(res.metrics)
     assert len(set(seen)) > 1 and min(seen) < 65  # token counts vary, subsets happen
+
+
+def test_grid_frontier_and_summary(tmp_path) -> None:
+    from semcom.experiments.collab import (
+        collab_figure,
+        frontier,
+        grid_specs,
+        summarise,
+        write_summary,
+    )
+    from semcom.experiments.sweep import SweepConfig, run_sweep, synthetic_evalset
+
+    assert frontier([(0, 0.5), (10, 0.4), (5, 0.6), (5, 0.7), (20, 0.9)]) == [
+        (0, 0.5), (5, 0.7), (20, 0.9),
+    ]  # fmt: skip
+    specs = grid_specs("E", "S", gates=("margin",), attentions=("mean",), rules=("mass:0.5",))
+    assert [create_scheme(s).label for s in specs] == [
+        "client-only", "server-only", "collab:margin:mean:mass:0.5",
+    ]  # fmt: skip
+    edge, server = _vit(0), _vit(1, embed_dim=32)
+    schemes = {
+        "client-only": CollabScheme(edge=edge, server=server, gate="never"),
+        "server-only": CollabScheme(edge=edge, server=server, gate="always", rule="rate:1.0"),
+        "m": CollabScheme(edge=edge, server=server, gate="margin", rule="topk:8"),
+    }
+    for label, sch in schemes.items():
+        sch._label = label
+    import semcom.experiments.sweep as sweep_mod
+
+    real = sweep_mod.plan_points
+    sweep_mod.plan_points = lambda cfg: [  # in-memory schemes instead of specs
+        (schemes["client-only"], 0.0), (schemes["server-only"], 0.0),
+        (schemes["m"], 0.1), (schemes["m"], 0.9),
+    ]  # fmt: skip
+    try:
+        recs = run_sweep(SweepConfig(schemes=[]), synthetic_evalset(8), [], progress=False)
+    finally:
+        sweep_mod.plan_points = real
+    s = summarise(recs)
+    assert s["client_only"] == recs[0].metrics["accuracy"]
+    assert s["server_only_bytes"] == recs[1].mean_bytes > recs[3].mean_bytes >= 0
+    rows = {(r["label"], r["eta"]): r for r in s["rows"]}
+    assert rows[("m", 0.9)]["confident"] <= rows[("m", 0.1)]["confident"]
+    assert s["frontier_bytes"][0][0] == 0.0  # client-only: free
+    js, md = write_summary(s, tmp_path)
+    assert "| client-only |" in md.read_text() and json.loads(js.read_text())["rows"]
+    assert collab_figure(s, tmp_path / "c.png").stat().st_size > 1000

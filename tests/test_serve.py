@@ -295,3 +295,19 @@ def test_session_store_bounds_and_expiry() -> None:
     with pytest.raises(ExpiredSession):
         store.scheme_of(c)
     assert len(store) <= 1
+
+
+def test_serve_and_edge_commands_refuse_bad_input_in_one_line(tmp_path: Path, capsys) -> None:
+    from semcom.cli import main
+
+    assert main(["serve", "--scheme", "nosuch"]) == 2
+    assert main(["serve", "--max-batch", "0"]) == 2
+    assert main(["serve", "--labels", str(tmp_path / "none.txt")]) == 2
+    assert main(["edge", str(tmp_path / "none"), "--server", "http://127.0.0.1:9"]) == 2
+    (tmp_path / "imgs").mkdir()
+    assert main(["edge", str(tmp_path / "imgs"), "--server", "http://127.0.0.1:9"]) == 2
+    Path(tmp_path / "imgs" / "a.png").write_bytes(b"x")
+    assert main(["edge", str(tmp_path / "imgs"), "--server", "ftp://host"]) == 2
+    assert main(["edge", str(tmp_path / "imgs"), "--server", "http://h", "--scheme", "jpeg"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 7 and all(line.startswith("semcom: error:") for line in err)

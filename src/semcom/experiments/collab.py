@@ -296,6 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--gates", default=",".join(GATES), help="gates to sweep")
     p.add_argument("--attentions", default=",".join(ATTENTIONS), help="attention modes")
     p.add_argument("--rules", default=",".join(RULES), help="selection rules")
+    p.add_argument(
+        "--etas",
+        default="",
+        help="thresholds per gate, e.g. 'entropy=1/2/4;margin=0.2/0.5' (default: the "
+        "scheme's defaults; entropies are in bits, up to log2 of the class count)",
+    )
     p.add_argument("--dataset", default="synthetic", help="synthetic or tiny-imagenet")
     p.add_argument("--data-root", type=Path, default=None, help="dataset folder")
     p.add_argument("--split", default="test", help="split (synthetic: test; real: val)")
@@ -307,9 +313,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
     try:
+        etas: dict[str, list[float]] = {}
+        for item in filter(None, (x.strip() for x in args.etas.split(";"))):
+            gate, eq, values = item.partition("=")
+            try:
+                etas[gate.strip()] = [float(v) for v in values.split("/")]
+            except ValueError:
+                raise InputError(f"--etas: {item!r} is not gate=a/b/c") from None
+            if not eq:
+                raise InputError(f"--etas: {item!r} is not gate=a/b/c")
         specs = grid_specs(
             args.edge, args.server, gates=split(args.gates), attentions=split(args.attentions),
-            rules=split(args.rules), extra=args.extra,
+            rules=split(args.rules), etas=etas, extra=args.extra,
         )  # fmt: skip
         from semcom.experiments.demo import run_bench
 

@@ -250,3 +250,23 @@ def vit_hybrid_mnv2(**overrides: Any) -> HybridVisionTransformer:
         return HybridVisionTransformer(**cfg)
     except TypeError as e:
         raise InputError(f"vit-hybrid-mnv2: bad config override: {e}") from e
+
+
+@register_model("vit-hybrid-synth")
+def vit_hybrid_synth(**overrides: Any) -> HybridVisionTransformer:
+    """64x64 synthetic-world images, 8x8 patches; a half-width MobileNetV2's first 6
+    blocks at 64x64 (output stride 8: the 8x8 grid) as the patch embedding, trained from
+    scratch; 6 blocks of width 192 (3 heads): the collaborative server ``vit-server-synth``."""
+    cfg: dict[str, Any] = dict(
+        img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, num_classes=None,
+        stem_blocks=6, stem_input_size=64, stem_width=0.5,
+    )  # fmt: skip
+    cfg.update(overrides)
+    if cfg.get("num_classes") is None:
+        from semcom.data.synthetic import CLASS_NAMES
+
+        cfg["num_classes"] = len(CLASS_NAMES)
+    try:
+        return HybridVisionTransformer(**cfg)
+    except TypeError as e:
+        raise InputError(f"vit-hybrid-synth: bad config override: {e}") from e

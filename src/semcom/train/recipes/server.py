@@ -1,8 +1,10 @@
-"""``vit-server``: the server ViT of collaborative inference (Im et al., IEEE IoT-J 2024),
+"""``vit-server-synth``: the server ViT of collaborative inference (Im et al., IEEE IoT-J 2024),
 trained to classify from any subset of its patch tokens.
 
-* model: a registered ViT (default ``vit-tiny-synth``: 6 blocks of width 192, larger
-  than the edge's ``vit-edge-synth``), trained from scratch;
+* model: a registered ViT (default ``vit-hybrid-synth``: a small MobileNetV2 stem and 6
+  blocks of width 192, larger than the edge's ``vit-edge-synth``; ``--arch
+  vit-tiny-synth`` for a plain one), trained from scratch. A hybrid's dropped patches
+  are blanked before its stem (:mod:`semcom.models.vit_hybrid`);
 * loss: cross-entropy (optionally label-smoothed) on a random token subset: every step
   draws one count ``K`` uniformly from ``[ceil(min_rate * P), P]`` and every image
   keeps ``K`` patches drawn uniformly at random (``keep=``: the other patches never
@@ -33,10 +35,10 @@ def random_keep(n: int, p: int, k: int, generator: torch.Generator | None = None
 
 
 class ServerRecipe(VitRecipe):
-    """``vit-server`` (see the module docstring)."""
+    """``vit-server-synth`` (see the module docstring)."""
 
-    name = "vit-server"
-    arch = "vit-tiny-synth"
+    name = "vit-server-synth"
+    arch = "vit-hybrid-synth"
     weights = ()
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
