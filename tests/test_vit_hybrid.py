@@ -104,3 +104,26 @@ def test_stem_flops_counts_the_convs() -> None:
 
     with pytest.raises(InputError, match="stem_flops"):
         count_flops(m, 1)
+
+
+def test_conv_stem_hybrid_trains_from_scratch_shapes_and_keep() -> None:
+    torch.manual_seed(0)
+    m = create_model("vit-hybrid-synth", num_classes=4, embed_dim=16, depth=1, num_heads=2)
+    assert m.config["stem"] == "conv" and m.grid_size == 8
+    names = set(m.state_dict())
+    assert {"patch_embed.convs.2.conv.weight", "patch_embed.convs.2.bn.running_var"} <= names
+    m.train()
+    x = torch.rand(4, 3, 64, 64)
+    loss = m(x, keep=torch.arange(10).expand(4, 10))["logits"].sum()
+    loss.backward()
+    assert m.patch_embed.convs[0].conv.weight.grad is not None
+    m.eval()
+    keep = torch.tensor([[0, 1], [62, 63]])
+    y = x.clone()
+    y[:, :, 24:40, 24:40] = 0.5  # none of those patches kept
+    assert torch.allclose(m(x[:2], keep=keep)["logits"], m(y[:2], keep=keep)["logits"], atol=1e-6)
+    assert stem_flops(m.config) > 0
+    with pytest.raises(InputError, match="stem_input_size"):
+        create_model("vit-hybrid-synth", num_classes=4, stem_input_size=32)
+    with pytest.raises(InputError, match="stem must be"):
+        create_model("vit-hybrid-synth", num_classes=4, stem="resnet")

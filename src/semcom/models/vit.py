@@ -507,9 +507,14 @@ def count_flops(
 
 
 # ------------------------------------------------------------ registered architectures
-def _vit(name: str, overrides: dict[str, Any], **defaults: Any) -> VisionTransformer:
-    """``VisionTransformer(**defaults | overrides)``; ``num_classes=None`` is the synthetic
-    world's class count (``len(semcom.data.synthetic.CLASS_NAMES)``)."""
+def _vit(
+    name: str,
+    overrides: dict[str, Any],
+    cls: type[VisionTransformer] | None = None,
+    **defaults: Any,
+) -> VisionTransformer:
+    """``cls(**defaults | overrides)`` (default ``VisionTransformer``); ``num_classes=None``
+    is the synthetic world's class count (``len(semcom.data.synthetic.CLASS_NAMES)``)."""
     cfg = {**defaults, **overrides}
     if cfg.get("num_classes") is None:
         try:
@@ -518,7 +523,7 @@ def _vit(name: str, overrides: dict[str, Any], **defaults: Any) -> VisionTransfo
             raise InputError(f"{name}: pass num_classes= (synthetic world unavailable: {e})") from e
         cfg["num_classes"] = len(CLASS_NAMES)
     try:
-        return VisionTransformer(**cfg)
+        return (cls or VisionTransformer)(**cfg)
     except TypeError as e:
         raise InputError(f"{name}: bad config override: {e}") from e
 

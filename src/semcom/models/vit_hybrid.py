@@ -22,7 +22,9 @@ Differences from :class:`~semcom.models.vit.VisionTransformer`
   depends only on the kept patches' pixels, as for the plain ViT -- but a kept token's
   features also see the blank neighbours, so accuracy from a subset is not that of the
   full image restricted to those tokens.
-* Extra config keys ``stem_blocks``, ``stem_input_size``, ``stem_width``.
+* Extra config keys ``stem`` (``"mobilenet-v2"`` or ``"conv"``: :class:`ConvStem`,
+  batch-normalised, for hybrids trained from scratch), ``stem_blocks``,
+  ``stem_input_size``, ``stem_width``.
 
 State-dict keys: those of ``VisionTransformer`` with ``patch_embed.proj.*`` now the 1x1
 projection ``(D, C_stem, 1, 1)``, plus the MobileNetV2's own names under
@@ -48,9 +50,19 @@ from semcom.models.mobilenet_v2 import (
     block_specs,
 )
 from semcom.models.registry import register_model
-from semcom.models.vit import VisionTransformer
+from semcom.models.vit import VisionTransformer, _vit
 
-__all__ = ["HybridVisionTransformer", "MobileNetStem", "load_stem", "stem_flops"]
+__all__ = [
+    "STEMS",
+    "ConvStem",
+    "HybridVisionTransformer",
+    "MobileNetStem",
+    "load_stem",
+    "stem_flops",
+]
+
+#: The stems a hybrid can have.
+STEMS = ("mobilenet-v2", "conv")
 
 
 def _stem_plan(width: float, blocks: int) -> tuple[int, list[tuple[int, int, int, int]]]:
@@ -127,6 +139,56 @@ class MobileNetStem(nn.Module):
         return self.proj(y).flatten(2).transpose(1, 2).contiguous()
 
 
+class ConvStem(nn.Module):
+    """``(N, 3, H, W)`` float in ``[0, 1]`` -> tokens ``(N, G * G, D)``: ``blocks``
+    stride-2 3x3 convs with batch norm and ReLU (widths ``width * 2**i``), then a 1x1
+    projection -- the "early convolutions" stem (Xiao et al., NeurIPS 2021), for hybrids
+    trained from scratch (a folded MobileNetV2 has no normalisation to train with).
+
+    Keys: ``convs.{i}.conv.weight``, ``convs.{i}.bn.{weight,bias,running_mean,
+    running_var,num_batches_tracked}``, ``proj.{weight,bias}``.
+    """
+
+    def __init__(self, embed_dim: int, blocks: int, input_size: int, width: int, grid: int):
+        super().__init__()
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= 6:
+            raise InputError(
+                f"stem_blocks must be an int in [1, 6] for a conv stem, got {blocks!r}"
+            )
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not 4 <= width <= 512:
+            raise InputError(
+                f"stem_width of a conv stem is its first width in [4, 512], got {width!r}"
+            )
+        if input_size != grid * 2**blocks:
+            raise InputError(
+                f"stem_input_size {input_size} with {blocks} stride-2 convs gives a "
+                f"{input_size // 2**blocks}-cell grid; the patch grid is {grid} (use "
+                f"stem_input_size {grid * 2**blocks})"
+            )
+        self.input_size = input_size
+        chans, cin = [], 3
+        for i in range(blocks):
+            cout = int(width) * 2**i
+            layer = nn.Module()
+            layer.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False)
+            layer.bn = nn.BatchNorm2d(cout)
+            chans.append(layer)
+            cin = cout
+        self.convs = nn.ModuleList(chans)
+        self.out_channels = cin
+        self.proj = nn.Conv2d(cin, embed_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` -> ``(N, G * G, D)``."""
+        s = self.input_size
+        if tuple(x.shape[-2:]) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        y = x * 2 - 1
+        for layer in self.convs:
+            y = F.relu(layer.bn(layer.conv(y)), inplace=True)
+        return self.proj(y).flatten(2).transpose(1, 2).contiguous()
+
+
 class HybridVisionTransformer(VisionTransformer):
     """A :class:`~semcom.models.vit.VisionTransformer` whose patch embedding is
     :class:`MobileNetStem` (see the module docstring). Same ``forward`` contract.
@@ -134,7 +196,9 @@ class HybridVisionTransformer(VisionTransformer):
     Args:
         stem_blocks: MobileNetV2 blocks in the stem.
         stem_input_size: side the image is resized to before the stem.
-        stem_width: MobileNetV2 width multiplier.
+        stem_width: MobileNetV2 width multiplier (``stem="conv"``: the first conv's width).
+        stem: ``"mobilenet-v2"`` (folded MobileNetV2 blocks, for pretrained weights) or
+            ``"conv"`` (:class:`ConvStem`, batch-normalised, to train from scratch).
         **kw: :class:`~semcom.models.vit.VisionTransformer`'s arguments.
     """
 
@@ -143,9 +207,21 @@ class HybridVisionTransformer(VisionTransformer):
         stem_blocks: int = 13,
         stem_input_size: int = 128,
         stem_width: float = 1.0,
+        stem: str = "mobilenet-v2",
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        if stem not in STEMS:
+            raise InputError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+        if stem == "conv":
+            self.patch_embed = ConvStem(
+                self.embed_dim, stem_blocks, stem_input_size, stem_width, self.grid_size
+            )
+            self.config.update(
+                stem=stem, stem_blocks=stem_blocks, stem_input_size=stem_input_size,
+                stem_width=stem_width,
+            )  # fmt: skip
+            return
         if (
             isinstance(stem_width, bool)
             or not isinstance(stem_width, (int, float))
@@ -158,8 +234,9 @@ class HybridVisionTransformer(VisionTransformer):
             self.embed_dim, stem_blocks, stem_input_size, float(stem_width), self.grid_size
         )
         self.config.update(
-            stem_blocks=stem_blocks, stem_input_size=stem_input_size, stem_width=float(stem_width)
-        )
+            stem=stem, stem_blocks=stem_blocks, stem_input_size=stem_input_size,
+            stem_width=float(stem_width),
+        )  # fmt: skip
 
     def _embed(self, x: Tensor, keep: Tensor | None) -> Tensor:
         if keep is not None:  # blank the dropped patches first (the stem sees neighbours)
@@ -175,6 +252,14 @@ def stem_flops(cfg: dict[str, Any]) -> int:
     token projection, from its config (0 for a plain ViT config)."""
     if "stem_blocks" not in cfg:
         return 0
+    if cfg.get("stem") == "conv":
+        side, cin, flops = int(cfg["stem_input_size"]), 3, 0
+        for i in range(int(cfg["stem_blocks"])):
+            cout = int(cfg["stem_width"]) * 2**i
+            side = -(-side // 2)
+            flops += 2 * side * side * cin * 9 * cout
+            cin = cout
+        return flops + 2 * side * side * cin * int(cfg["embed_dim"])
     stem, specs = _stem_plan(float(cfg.get("stem_width", 1.0)), int(cfg["stem_blocks"]))
     side = -(-int(cfg["stem_input_size"]) // 2)
     flops = 2 * side * side * 3 * 9 * stem
@@ -237,36 +322,20 @@ def load_stem(model: HybridVisionTransformer, source: nn.Module | str | Path) ->
 def vit_hybrid_mnv2(**overrides: Any) -> HybridVisionTransformer:
     """64x64 images, 8x8 patches; MobileNetV2 (13 blocks at 128x128) as the patch
     embedding; 4 blocks of width 192 (3 heads), distillation token."""
-    cfg: dict[str, Any] = dict(
-        img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3, num_classes=None,
-        distilled=True, stem_blocks=13, stem_input_size=128,
+    return _vit(
+        "vit-hybrid-mnv2", overrides, HybridVisionTransformer, img_size=64, patch_size=8,
+        embed_dim=192, depth=4, num_heads=3, num_classes=None, distilled=True, stem_blocks=13,
+        stem_input_size=128,
     )  # fmt: skip
-    cfg.update(overrides)
-    if cfg.get("num_classes") is None:
-        from semcom.data.synthetic import CLASS_NAMES
-
-        cfg["num_classes"] = len(CLASS_NAMES)
-    try:
-        return HybridVisionTransformer(**cfg)
-    except TypeError as e:
-        raise InputError(f"vit-hybrid-mnv2: bad config override: {e}") from e
 
 
 @register_model("vit-hybrid-synth")
 def vit_hybrid_synth(**overrides: Any) -> HybridVisionTransformer:
-    """64x64 synthetic-world images, 8x8 patches; a half-width MobileNetV2's first 6
-    blocks at 64x64 (output stride 8: the 8x8 grid) as the patch embedding, trained from
+    """64x64 synthetic-world images, 8x8 patches; a conv stem (3 stride-2 convs of width
+    32, 64, 128 with batch norm: the 8x8 grid) as the patch embedding, trained from
     scratch; 6 blocks of width 192 (3 heads): the collaborative server ``vit-server-synth``."""
-    cfg: dict[str, Any] = dict(
-        img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, num_classes=None,
-        stem_blocks=6, stem_input_size=64, stem_width=0.5,
+    return _vit(
+        "vit-hybrid-synth", overrides, HybridVisionTransformer, img_size=64, patch_size=8,
+        embed_dim=192, depth=6, num_heads=3, num_classes=None, stem="conv", stem_blocks=3,
+        stem_input_size=64, stem_width=32,
     )  # fmt: skip
-    cfg.update(overrides)
-    if cfg.get("num_classes") is None:
-        from semcom.data.synthetic import CLASS_NAMES
-
-        cfg["num_classes"] = len(CLASS_NAMES)
-    try:
-        return HybridVisionTransformer(**cfg)
-    except TypeError as e:
-        raise InputError(f"vit-hybrid-synth: bad config override: {e}") from e

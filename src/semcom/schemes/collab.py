@@ -244,9 +244,7 @@ class CollabScheme(PatchScheme):
 
     def transmit(self, image: Tensor, rate: float) -> Transmission:
         """uint8 ``(3, S, S)`` -> the session (see :meth:`transmit_batch`)."""
-        if not isinstance(image, Tensor) or image.ndim != 3:
-            raise InputError(f"{self.name}: expected a uint8 (3, H, W) image")
-        return self.transmit_batch(image.unsqueeze(0), rate)[0]
+        return self.transmit_batch(self._one(image), rate)[0]
 
     def compress(self, image: Tensor, rate: float) -> bytes:
         raise InputError("collab decides per image whether to send: use transmit()")
@@ -304,21 +302,11 @@ class CollabScheme(PatchScheme):
         ``logits`` float32 ``(C,)``, stats ``k`` (patches sent), ``lost_patches`` and
         ``pixels``, aux ``mask`` / ``selected``; or the message's BitstreamError (also
         when none of its patch pixels arrived)."""
-        if erasures is None:
-            erasures = [()] * len(messages)
-        if len(erasures) != len(messages):
-            raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
-        results: list[Decoded | BitstreamError] = []
-        good: list[int] = []
-        for data, er in zip(messages, erasures, strict=True):
-            try:
-                d = self._parse(data, er)
-                if not bool(d.aux["mask"].any()):
-                    raise BitstreamError("collab: no patch pixels arrived")
-                results.append(d)
-                good.append(len(results) - 1)
-            except BitstreamError as e:
-                results.append(e)
+        results, good = self._parse_all(messages, erasures)
+        for i in list(good):
+            if not bool(results[i].aux["mask"].any()):  # type: ignore[union-attr]
+                results[i] = BitstreamError("collab: no patch pixels arrived")
+                good.remove(i)
         if good:
             parsed = [results[i] for i in good]
             sparse = torch.stack([d.aux.pop("sparse") for d in parsed])  # type: ignore[union-attr]

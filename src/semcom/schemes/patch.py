@@ -492,11 +492,15 @@ class PatchScheme(Scheme):
             out.append(pack(Message(scheme=self.wire_name, fields=fields, sections=sections)))
         return out
 
-    def compress(self, image: Tensor, rate: float) -> bytes:
-        """uint8 ``(3, S, S)`` -> message bytes."""
+    def _one(self, image: Tensor) -> Tensor:
+        """One uint8 ``(3, S, S)`` image as a batch of one (InputError for anything else)."""
         if not isinstance(image, Tensor) or image.ndim != 3:
             raise InputError(f"{self.name}: expected a uint8 (3, H, W) image")
-        return self.compress_batch(image.unsqueeze(0), rate)[0]
+        return image.unsqueeze(0)
+
+    def compress(self, image: Tensor, rate: float) -> bytes:
+        """uint8 ``(3, S, S)`` -> message bytes."""
+        return self.compress_batch(self._one(image), rate)[0]
 
     # ---------------------------------------------------------------- receiver
     def _parse(self, data: bytes, erasures: Erasures) -> Decoded:
@@ -536,6 +540,25 @@ class PatchScheme(Scheme):
             stats={"lost_patches": int(k - received.sum()), "k": k, "pixels": codec.spec},
             aux={"sparse": sparse.contiguous(), "mask": mask, "selected": selected},
         )
+
+    def _parse_all(
+        self, messages: Sequence[bytes], erasures: Sequence[Erasures] | None
+    ) -> tuple[list[Decoded | BitstreamError], list[int]]:
+        """:meth:`_parse` of every message: the results (a message's BitstreamError in its
+        place) and the positions of those that parsed."""
+        if erasures is None:
+            erasures = [()] * len(messages)
+        if len(erasures) != len(messages):
+            raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
+        results: list[Decoded | BitstreamError] = []
+        good: list[int] = []
+        for data, er in zip(messages, erasures, strict=True):
+            try:
+                results.append(self._parse(data, er))
+                good.append(len(results) - 1)
+            except BitstreamError as e:
+                results.append(e)
+        return results, good
 
     def _receiving_grid(self) -> tuple[int, int]:
         """``(img_size, patch_size)`` the receiver expects messages to have."""
@@ -579,18 +602,7 @@ class PatchScheme(Scheme):
             :class:`BitstreamError` that message raised (it is returned, not raised, so
             one bad message does not stop the batch).
         """
-        if erasures is None:
-            erasures = [()] * len(messages)
-        if len(erasures) != len(messages):
-            raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
-        results: list[Decoded | BitstreamError] = []
-        good: list[int] = []
-        for data, er in zip(messages, erasures, strict=True):
-            try:
-                results.append(self._parse(data, er))
-                good.append(len(results) - 1)
-            except BitstreamError as e:
-                results.append(e)
+        results, good = self._parse_all(messages, erasures)
         if good:
             parsed = [results[i] for i in good]
             sparse = torch.stack([d.aux["sparse"] for d in parsed])  # type: ignore[union-attr]

@@ -8,7 +8,9 @@ trained to classify from any subset of its patch tokens.
 * loss: cross-entropy (optionally label-smoothed) on a random token subset: every step
   draws one count ``K`` uniformly from ``[ceil(min_rate * P), P]`` and every image
   keeps ``K`` patches drawn uniformly at random (``keep=``: the other patches never
-  reach the transformer). On datasets, random horizontal flips as ``vit-synth``;
+  reach the transformer); on the synthetic world, with ``aux_weight``, every kept patch
+  token lying on an object also predicts that object's class through the shared head
+  (as ``vit-synth``). On datasets, random horizontal flips as ``vit-synth``;
 * evaluation: ``accuracy`` on every patch, ``accuracy_rand_r0.25`` / ``_r0.5`` from a
   random quarter / half of them (seeded by image id).
 """
@@ -39,19 +41,17 @@ class ServerRecipe(VitRecipe):
 
     name = "vit-server-synth"
     arch = "vit-hybrid-synth"
-    weights = ()
+    weights = ("aux_weight",)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
         c = self.cfg
-        x, y = batch.x, batch.y
-        if self.data is not None and c["flip"]:
-            flip = torch.rand(x.shape[0]) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        x, y = self.flipped(batch.x), batch.y
         p = int(model.num_patches)
         low = min(p, max(1, math.ceil(c["min_rate"] * p)))
         k = int(torch.randint(low, p + 1, ()))
-        out = net(x) if k == p else net(x, keep=random_keep(x.shape[0], p, k))
-        return F.cross_entropy(out["logits"], y, label_smoothing=c["label_smoothing"])
+        keep = random_keep(x.shape[0], p, k)
+        out, dense = self.forward_dense(net, model, x, batch.masks, keep=keep)
+        return F.cross_entropy(out["logits"], y, label_smoothing=c["label_smoothing"]) + dense
 
     @classmethod
     def score_batch(cls, model: nn.Module, frozen: Frozen, batch: EvalBatch, add: Add) -> None:

@@ -64,32 +64,47 @@ class VitRecipe(PatchRecipe):
             kw["img_size"] = self.image_size
         return create_model(self.cfg["arch"], **kw)
 
-    def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
-        c = self.cfg
-        x, y, masks = batch.x, batch.y, batch.masks
-        if self.data is not None and c["flip"]:
-            flip = torch.rand(x.shape[0]) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        guide = bool(c["attn_weight"]) and masks is not None
-        dense = bool(c["aux_weight"]) and masks is not None
+    def flipped(self, x: Tensor) -> Tensor:
+        """``x`` with random horizontal flips, on real datasets when ``flip`` is on."""
+        if self.data is None or not self.cfg["flip"]:
+            return x
+        flip = torch.rand(x.shape[0]) < 0.5
+        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+    def forward_dense(
+        self, net: nn.Module, model: nn.Module, x: Tensor, masks: Tensor | None, **kw: Any
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """``net(x, **kw)`` and its dense term: with ``aux_weight`` and masks, every patch
+        token (every kept one, with ``keep=``) lying on an object predicts that object's
+        class through the shared ``head`` (weighted; 0 otherwise)."""
+        dense = bool(self.cfg["aux_weight"]) and masks is not None
         tokens: list[Tensor] = []
         hook = (
             model.norm.register_forward_hook(lambda _m, _i, o: tokens.append(o)) if dense else None
         )
         try:
-            out = net(x, return_attention="mean" if guide else None)
+            out = net(x, **kw)
         finally:
             if hook is not None:
                 hook.remove()
-        loss = F.cross_entropy(out["logits"], y, label_smoothing=c["label_smoothing"])
-        if dense:
-            # every patch token on an object predicts that object's class (shared head)
-            g = int(model.grid_size)
-            pt = model.head(tokens[0][:, model.num_prefix_tokens :])  # (N, P, C)
-            tgt = mask_at(masks, (g, g)).flatten(1) - 1  # (N, P), -1 = background
-            loss = loss + c["aux_weight"] * F.cross_entropy(
-                pt.flatten(0, 1), tgt.flatten(), ignore_index=-1
-            )
+        if not dense:
+            return out, x.new_zeros(())
+        g = int(model.grid_size)
+        pt = model.head(tokens[0][:, model.num_prefix_tokens :])  # (N, K, C)
+        tgt = mask_at(masks, (g, g)).flatten(1) - 1  # (N, P), -1 = background
+        if kw.get("keep") is not None:
+            tgt = torch.gather(tgt, 1, kw["keep"])
+        term = F.cross_entropy(pt.flatten(0, 1), tgt.flatten(), ignore_index=-1)
+        return out, self.cfg["aux_weight"] * term
+
+    def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
+        c = self.cfg
+        x, y, masks = self.flipped(batch.x), batch.y, batch.masks
+        guide = bool(c["attn_weight"]) and masks is not None
+        out, dense = self.forward_dense(
+            net, model, x, masks, return_attention="mean" if guide else None
+        )
+        loss = F.cross_entropy(out["logits"], y, label_smoothing=c["label_smoothing"]) + dense
         if guide:
             share = main_object_share(masks, y, int(model.patch_size))
             t = share / share.sum(1, keepdim=True).clamp_min(1.0)
