@@ -7,9 +7,9 @@ paper-style summary table and the comparisons of Im et al.'s findings.
 * :func:`summarise` -- from the sweep's records (family ``collaborative``): one row per
   point (tokens sent, confident images, the paper's cost, bytes, accuracy), the
   frontier of accuracy against bytes and against the paper's cost, and the findings:
-  mean vs rollout attention, threshold vs top-k rules, min-entropy vs Shannon entropy
-  vs margin gates, each compared by the mean accuracy of its best points over a common
-  range of bytes (the area under the frontier, divided by the range);
+  mean vs rollout attention (paired points: same gate, rule and threshold),
+  threshold vs top-k rules and min-entropy vs Shannon entropy vs margin gates (each
+  side's own frontier, averaged over the byte range both cover);
 * :func:`collab_figure` -- the two frontiers as a PNG; :func:`write_summary` -- the
   table and findings as ``collab.md`` and ``collab.json``;
 * ``python -m semcom.experiments.collab`` -- the whole run (sweep, report, summary).
@@ -171,37 +171,54 @@ def _findings(
     metric: str,
     server_bytes: float | None,
 ) -> list[dict[str, Any]]:
-    """Mean frontier accuracy of each alternative over the common byte range."""
-    if not swept:
-        return []
-    base = [(r["bytes"], r[metric]) for r in client]
-    hi = server_bytes or max(r["bytes"] for r in swept)
-    questions = (
-        ("attention", "mean", "rollout", lambda r: r["attention"]),
-        ("attention", "rollout", "rollout-ref", lambda r: r["attention"]),
-        ("attention", "mean", "random", lambda r: r["attention"]),
+    """The paper's three comparisons on these records.
+
+    * attention (mean vs rollout vs rollout-ref vs random): *paired* -- points with the
+      same gate, rule and threshold differ only in the patches chosen; the mean
+      accuracy difference over those pairs (and the mean bytes of each side);
+    * rules (threshold vs top-k, mass vs top-k) and gates (min-entropy vs entropy vs
+      margin): each side's frontier of accuracy against bytes (its own points only),
+      averaged over the byte range both cover.
+    """
+    out: list[dict[str, Any]] = []
+    for a, b in (("mean", "rollout"), ("rollout", "rollout-ref"), ("mean", "random")):
+        by_key = {}
+        for r in swept:
+            by_key.setdefault((r["gate"], r["rule"], r["eta"]), {})[r["attention"]] = r
+        pairs = [(v[a], v[b]) for v in by_key.values() if a in v and b in v]
+        if not pairs:
+            continue
+        diff = sum(x[metric] - y[metric] for x, y in pairs) / len(pairs)
+        out.append({
+            "question": f"attention: {a} vs {b}", "how": f"{len(pairs)} paired points",
+            a: round(sum(x[metric] for x, _ in pairs) / len(pairs), 4),
+            b: round(sum(y[metric] for _, y in pairs) / len(pairs), 4),
+            "difference": round(diff, 4),
+            "better": a if diff > 0 else b if diff < 0 else "tie",
+        })  # fmt: skip
+    families = (
         ("rule", "threshold", "topk", lambda r: str(r["rule"]).split(":")[0]),
         ("rule", "mass", "topk", lambda r: str(r["rule"]).split(":")[0]),
         ("gate", "min-entropy", "entropy", lambda r: r["gate"]),
         ("gate", "min-entropy", "margin", lambda r: r["gate"]),
         ("gate", "entropy", "margin", lambda r: r["gate"]),
     )
-    out = []
-    for what, a, b, key in questions:
-        pa = [(r["bytes"], r[metric]) for r in swept if key(r) == a] + base
-        pb = [(r["bytes"], r[metric]) for r in swept if key(r) == b] + base
-        if len(pa) <= len(base) or len(pb) <= len(base):
+    for what, a, b, key in families:
+        pa = [(r["bytes"], r[metric]) for r in swept if key(r) == a]
+        pb = [(r["bytes"], r[metric]) for r in swept if key(r) == b]
+        if not pa or not pb:
             continue
         fa, fb = frontier(pa), frontier(pb)
         lo = max(fa[0][0], fb[0][0])
+        hi = min(max(x for x, _ in pa), max(x for x, _ in pb))
         va, vb = _mean_over(fa, lo, hi), _mean_over(fb, lo, hi)
         if math.isnan(va) or math.isnan(vb):
             continue
         out.append({
             "question": f"{what}: {a} vs {b}",
-            a: round(va, 4), b: round(vb, 4),
+            "how": f"frontiers over {lo:.0f}..{hi:.0f} B",
+            a: round(va, 4), b: round(vb, 4), "difference": round(va - vb, 4),
             "better": a if va > vb else b if vb > va else "tie",
-            "range_bytes": [round(lo, 1), round(hi, 1)],
         })  # fmt: skip
     return out
 
@@ -261,11 +278,13 @@ def write_summary(summary: dict[str, Any], out: Path) -> tuple[Path, Path]:
             f"server-only bytes, {t['over_client_only'] * 100:+.1f} points over client-only"
             + ("" if t["within_1_point_of_server"] else " (none is within 1 point: best shown)")
         )
-    lines += ["", "## Findings (mean frontier accuracy over a common byte range)", ""]
+    lines += ["", "## Findings", ""]
     for f in summary["findings"]:
         a, b = f["question"].split(": ")[1].split(" vs ")
-        lines.append(f"- {f['question']}: {f[a]:.4f} vs {f[b]:.4f} -> {f['better']} "
-                     f"(bytes {f['range_bytes'][0]:g}..{f['range_bytes'][1]:g})")  # fmt: skip
+        gap = f"{f['difference'] * 100:+.1f} points"
+        lines.append(
+            f"- {f['question']}: {f[a]:.4f} vs {f[b]:.4f} ({gap}) -> {f['better']} ({f['how']})"
+        )
     lines += ["", "## Points", "",
               f"| configuration | eta | confident | tokens sent | cost | bytes | {metric} |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
