@@ -245,3 +245,18 @@ def test_grid_frontier_and_summary(tmp_path) -> None:
     js, md = write_summary(s, tmp_path)
     assert "| client-only |" in md.read_text() and json.loads(js.read_text())["rows"]
     assert collab_figure(s, tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_a_classifier_server_trains_on_blanked_images(tmp_path) -> None:
+    from semcom.train.loop import fit
+    from semcom.train.recipes import ServerRecipe
+    from semcom.train.recipes.server import blank_outside
+
+    x = torch.ones(1, 3, 16, 16)
+    out = blank_outside(x, torch.tensor([[0, 3]]), 8)
+    assert out[0, :, :8, :8].eq(1).all() and out[0, :, 8:, 8:].eq(1).all()
+    assert out[0, :, :8, 8:].eq(0).all() and out[0, :, 8:, :8].eq(0).all()
+    r = ServerRecipe(arch="shape-classifier", model_kw={"widths": [8, 8, 8, 8]}, min_rate=0.1)
+    res = fit(r, tmp_path, steps=3, batch_size=4, eval_n=8, quiet=True, resume=False)
+    assert {"accuracy", "accuracy_rand_r0.25"} <= set(res.metrics)
+    assert type(res.model).__name__ == "ShapeClassifier"

@@ -108,7 +108,7 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
     assert set(PATCH_MODELS) == {
         "vit-synth",
         "vit-distill",
-        "vit-server-synth",
+        "server-synth",
         "patch-decoder-synth",
         "shape-classifier-ft",
     }

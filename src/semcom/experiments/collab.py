@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--edge", default="vit-synth", help="edge ViT: zoo name or checkpoint")
-    p.add_argument("--server", default="vit-server-synth", help="server: zoo name or checkpoint")
+    p.add_argument("--server", default="server-synth", help="server: zoo name or checkpoint")
     p.add_argument("--extra", default="", help="more collab options, e.g. pixels=q4")
     p.add_argument("--gates", default=",".join(GATES), help="gates to sweep")
     p.add_argument("--attentions", default=",".join(ATTENTIONS), help="attention modes")

@@ -333,7 +333,7 @@ def vit_hybrid_mnv2(**overrides: Any) -> HybridVisionTransformer:
 def vit_hybrid_synth(**overrides: Any) -> HybridVisionTransformer:
     """64x64 synthetic-world images, 8x8 patches; a conv stem (3 stride-2 convs of width
     32, 64, 128 with batch norm: the 8x8 grid) as the patch embedding, trained from
-    scratch; 6 blocks of width 192 (3 heads): the collaborative server ``vit-server-synth``."""
+    scratch; 6 blocks of width 192 (3 heads): the collaborative server ``server-synth``."""
     return _vit(
         "vit-hybrid-synth", overrides, HybridVisionTransformer, img_size=64, patch_size=8,
         embed_dim=192, depth=6, num_heads=3, num_classes=None, stem="conv", stem_blocks=3,

@@ -53,7 +53,7 @@ __all__ = ["DEFAULT_EDGE", "DEFAULT_SERVER", "CollabScheme"]
 
 #: Zoo names of the synthetic world's edge and server ViTs.
 DEFAULT_EDGE = "vit-synth"
-DEFAULT_SERVER = "vit-server-synth"
+DEFAULT_SERVER = "server-synth"
 
 #: Edge results kept (batches of images; see ``CollabScheme.edge_outputs``).
 _EDGE_CACHE = 8

@@ -7,7 +7,7 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   declares -- :class:`ClassifierRecipe` (``classify``), :class:`SegmenterRecipe`
   (``segment``); :func:`task_recipe` picks one;
 * patch transmission (:mod:`.patch`): :class:`VitRecipe` (``vit-synth``),
-  :class:`ServerRecipe` (``vit-server-synth``, the collaborative server on token subsets),
+  :class:`ServerRecipe` (``server-synth``, the collaborative server on patch subsets),
   :class:`DistillRecipe` (``vit-distill``, from a teacher judge),
   :class:`PatchDecoderRecipe` (``patch-decoder-synth``), :class:`FinetuneRecipe`
   (``shape-classifier-ft``), by name in :data:`PATCH_MODELS`.
