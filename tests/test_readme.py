@@ -150,8 +150,9 @@ def test_every_semcom_command_parses_and_its_specs_build(args):
     params = ctx.params
     for spec in split_scheme_list(params.get("schemes_") or ""):
         create_scheme(spec)
-    if params.get("scheme"):
-        create_scheme(params["scheme"])
+    scheme = params.get("scheme")
+    for spec in scheme if isinstance(scheme, (list, tuple)) else [scheme] if scheme else []:
+        create_scheme(spec)
     for key in ("channels_", "channels"):
         if params.get(key):
             split_channel_list(params[key])

@@ -311,3 +311,4 @@ def test_serve_and_edge_commands_refuse_bad_input_in_one_line(tmp_path: Path, ca
     assert main(["edge", str(tmp_path / "imgs"), "--server", "http://h", "--scheme", "jpeg"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 7 and all(line.startswith("semcom: error:") for line in err)
+    assert not any("No such command" in line for line in err)

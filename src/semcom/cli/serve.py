@@ -120,3 +120,79 @@ def serve(
         return
     os.environ[CONFIG_ENV] = config_json(cfg)
     uvicorn.run("semcom.serve.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+@app.command(short_help="Collaborative edge over a folder: offload uncertain images to a server.")
+def edge(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (any format Pillow reads).")],
+    server: Annotated[str, typer.Option(help="Base URL of a `semcom serve` hosting the scheme.")],
+    scheme: Annotated[
+        str,
+        typer.Option(help="The collab scheme spec (edge model, gate, attention, rule, pixels)."),
+    ] = "collab",
+    eta: Annotated[
+        float | None,
+        typer.Option(help="Gate threshold eta (default: the scheme's middle default)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Results file: one JSON object per image and line.")
+    ] = Path("edge-results.jsonl"),
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="SEMCOM_TOKEN", help="Bearer token of the server (or $SEMCOM_TOKEN)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Offloads in flight at once.")] = 8,
+    retries: Annotated[
+        int, typer.Option(help="Retries of a 503 / 504 / connection error, with backoff.")
+    ] = 5,
+    timeout: Annotated[float, typer.Option(help="Seconds per HTTP request.")] = 30.0,
+    resize: Annotated[
+        bool, typer.Option(help="Scale images to the edge ViT's input size (--fit).")
+    ] = True,
+    fit: Annotated[str, typer.Option(help="fit (padded), crop or stretch, for --resize.")] = "fit",
+    progress: Annotated[bool, typer.Option(help="Progress bar.")] = True,
+) -> None:
+    """Classify every image on the edge; offload only the uncertain ones (their
+    attention-selected patches) to the server; print a summary and write the results."""
+    import json
+    import sys
+
+    from semcom.data.images import is_image_file
+    from semcom.errors import InputError
+    from semcom.schemes import create_scheme
+    from semcom.schemes.collab import CollabScheme
+    from semcom.serve.edge import run_edge, write_rows
+
+    if fit not in ("fit", "crop", "stretch"):
+        raise InputError(f"--fit must be fit, crop or stretch, got {fit!r}")
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder of images")
+    files = sorted(p for p in folder.iterdir() if is_image_file(p))
+    if not files:
+        raise InputError(f"{folder} has no image files")
+    if not server.startswith(("http://", "https://")):
+        raise InputError(f"--server must be an http(s) URL, got {server!r}")
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name")
+    sch = create_scheme(scheme)
+    if not isinstance(sch, CollabScheme):
+        raise InputError(f"semcom edge runs a collab scheme, not {sch.name}")
+    if eta is None:
+        eta = sch.default_rates[len(sch.default_rates) // 2]
+    eta = sch.validate_rate(eta)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), unit="img", desc="edge", file=sys.stderr)
+    try:
+        summary = run_edge(
+            files, server, scheme, eta, token=token, concurrency=concurrency, retries=retries,
+            timeout_s=timeout, resize=resize, fit=fit,
+            progress=bar.update if bar is not None else None,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    write_rows(out, summary.rows)
+    typer.echo(json.dumps({**summary.to_json(), "results": str(out)}))

@@ -31,7 +31,7 @@ from semcom.experiments.records import PointRecord
 __all__ = ["collab_figure", "frontier", "grid_specs", "main", "summarise", "write_summary"]
 
 GATES = ("min-entropy", "entropy", "margin")
-ATTENTIONS = ("mean", "rollout")
+ATTENTIONS = ("mean", "rollout", "rollout-ref")
 #: Default rules: the paper's cumulative-sum (mass) and threshold rules, top-k, random.
 RULES = ("mass:0.5", "mass:0.75", "threshold:0.02", "topk:8", "topk:16", "rate:0.25")
 

@@ -274,7 +274,8 @@ class CollabScheme(PatchScheme):
         server, n = self.server, sparse.shape[0]
         token_subset = hasattr(server, "num_patches") and hasattr(server, "_check_keep")
         out: list[Tensor | None] = [None] * n
-        counts = mask.sum(dim=1)
+        # a token-subset server takes one patch count per call; a classifier takes all
+        counts = mask.sum(dim=1) if token_subset else torch.zeros(n, dtype=torch.long)
         with torch.inference_mode():
             for k in sorted(set(counts.tolist())):
                 rows = (counts == k).nonzero().flatten()
