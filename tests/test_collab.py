@@ -260,3 +260,35 @@ def test_a_classifier_server_trains_on_blanked_images(tmp_path) -> None:
     res = fit(r, tmp_path, steps=3, batch_size=4, eval_n=8, quiet=True, resume=False)
     assert {"accuracy", "accuracy_rand_r0.25"} <= set(res.metrics)
     assert type(res.model).__name__ == "ShapeClassifier"
+
+
+def test_a_vit_server_distils_from_a_classifier_server(tmp_path) -> None:
+    """server-synth with a teacher: the loss mixes CE and the KL to the classifier's
+    answer on the same blanked image (a = 1: the teacher's term only, which is 0 when
+    the student already answers as the teacher does)."""
+    from semcom.models.checkpoint import save_checkpoint
+    from semcom.models.classifier import ShapeClassifier
+    from semcom.train.loop import fit
+    from semcom.train.recipes import ServerRecipe
+
+    torch.manual_seed(0)
+    teacher = ShapeClassifier(widths=[8, 8, 8, 8])
+    tpath = tmp_path / "teacher.safetensors"
+    save_checkpoint(teacher, tpath, name="shape-classifier")
+    kw = {"embed_dim": 16, "depth": 1, "num_heads": 2}
+    r = ServerRecipe(model_kw=kw, min_rate=0.1, teacher=str(tpath), distill_weight=1.0)
+    res = fit(r, tmp_path / "run", steps=3, batch_size=4, eval_n=8, quiet=True, resume=False)
+    assert r.teacher is not None and not r.teacher.training
+    logits = torch.randn(4, 12)
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        t = r.teacher(x)
+    y = torch.zeros(4, dtype=torch.long)
+    assert float(r.distilled(t, y, x)) == pytest.approx(0.0, abs=1e-5)
+    assert float(r.distilled(logits, y, x)) > 0.01
+    assert "accuracy" in res.metrics
+    vit = tmp_path / "vit.safetensors"
+    save_checkpoint(res.model, vit, name="vit-hybrid-synth")
+    bad = ServerRecipe(model_kw=kw, teacher=str(vit))
+    with pytest.raises(InputError, match="not a ViT"):
+        fit(bad, tmp_path / "bad", steps=1, batch_size=2, eval_n=0, quiet=True, resume=False)

@@ -127,3 +127,40 @@ def test_conv_stem_hybrid_trains_from_scratch_shapes_and_keep() -> None:
         create_model("vit-hybrid-synth", num_classes=4, stem_input_size=32)
     with pytest.raises(InputError, match="stem must be"):
         create_model("vit-hybrid-synth", num_classes=4, stem="resnet")
+
+
+def test_shape_cnn_stem_is_the_classifiers_start_frozen_in_eval_mode() -> None:
+    """vit-hybrid-shape: load_stem copies a shape-classifier's stem and first two stages
+    (weights and running statistics); its features equal the classifier's; in train mode
+    the frozen batch norms stay in eval mode (the running statistics do not move)."""
+    from semcom.models.classifier import ShapeClassifier
+
+    torch.manual_seed(0)
+    src = ShapeClassifier(num_classes=4).eval()
+    with torch.no_grad():  # non-trivial running statistics
+        for mod in src.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+    m = create_model("vit-hybrid-shape", num_classes=4, embed_dim=16, depth=1, num_heads=2)
+    frozen = load_stem(m, src)
+    assert "patch_embed.stages.1.block.conv.weight" in frozen
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        want = src.features(x)[2]
+    assert torch.allclose(m.patch_embed.features(x), want, atol=1e-5)
+    m.train()
+    assert not m.patch_embed.stem.training and m.patch_embed.proj.training
+    before = m.patch_embed.stages[0].down.norm.running_mean.clone()
+    out = m(x, keep=torch.arange(12).expand(3, 12))["logits"]
+    out.sum().backward()
+    assert torch.equal(m.patch_embed.stages[0].down.norm.running_mean, before)
+    assert m.patch_embed.proj.weight.grad is not None
+    assert m.patch_embed.stem.conv.weight.grad is None
+    with pytest.raises(InputError, match="shape-classifier"):
+        load_stem(m, MobileNetV2(num_classes=7, width=0.35))
+    with pytest.raises(InputError, match="do not fit"):
+        load_stem(m, ShapeClassifier(num_classes=4, widths=[8, 8, 8, 8]))
+    with pytest.raises(InputError, match="stem_widths"):
+        create_model("vit-hybrid-shape", num_classes=4, stem_widths=[24, 32])
+    assert stem_flops(m.config) > 0

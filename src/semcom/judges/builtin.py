@@ -14,6 +14,7 @@ lpips-alex=DIR    distance       ``lpips-alex`` (our LPIPS; DIR holds the safete
 lpips-vgg=DIR     distance       ``lpips-vgg``
 classifier=PATH   logits         ``accuracy`` (a semcom classifier checkpoint)
 segmenter=PATH    segmentation   ``miou``, ``pixel_accuracy`` (a semcom segmenter checkpoint)
+espnet-camvid=PATH segmentation  ``miou``, ``pixel_accuracy`` (the authors' ESPNet CamVid .pth)
 ================  =============  ===========================================
 """
 
@@ -290,6 +291,64 @@ def _classifier(path: str | None) -> Judge:
 def _segmenter(path: str | None) -> Judge:
     model = _checkpoint_model("segmenter", path, "segment")
     return SegmenterJudge(model, f"segmenter[{path}]", ("miou", "pixel_accuracy"), source=str(path))
+
+
+class EspnetJudge(SegmenterJudge):
+    """ESPNet on CamVid (the authors' checkpoint, :mod:`semcom.models.espnet`): scores
+    ``(B, 12, H, W)`` of CamVid's 11 classes and void; predictions are CamVid class ids
+    among the 11 (void, the checkpoint's channel 11, is never predicted: ``class_map``)."""
+
+    def __init__(self, path: str) -> None:
+        from semcom.data.folders import CAMVID_CLASSES
+        from semcom.models.espnet import load_espnet
+
+        model = load_espnet(path)
+        k = int(model.num_classes)
+        names = list(CAMVID_CLASSES)
+        if k < len(names):
+            raise InputError(
+                f"judge espnet-camvid: {path} has {k} classes, CamVid needs {len(names)}"
+            )
+        cmap = list(range(len(names))) + [-1] * (k - len(names))
+        super().__init__(
+            model, "espnet-camvid", ("miou", "pixel_accuracy"), domain="CamVid street scenes",
+            source=str(path), class_names=names, class_map=cmap,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        h, w = x.shape[-2:]
+        ph, pw = -h % 8, -w % 8  # ESPNet takes multiples of 8: pad (replicate), then crop
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+        return self.model(xp)[..., :h, :w]
+
+    @torch.no_grad()
+    def describe(self, x: torch.Tensor) -> dict[str, Any]:
+        ids = self.predict(x[:1], x[:1])[0]
+        counts = torch.bincount(ids.flatten(), minlength=len(self.class_names or ()))
+        names = self.class_names or []
+        shares = {
+            names[c]: round(float(counts[c]) / ids.numel(), 4)
+            for c in torch.argsort(counts, descending=True).tolist()
+            if counts[c] > 0
+        }
+        return {"segmentation (fraction of pixels)": shares, "segmenter": self.info()}
+
+
+@register_judge(
+    "espnet-camvid",
+    "ESPNet (Mehta et al. 2018) on CamVid (=PATH: the authors' espnet_p2_q8_camvid.pth): "
+    "miou, pixel_accuracy",
+)
+def _espnet_camvid(path: str | None) -> Judge:
+    if path is None:
+        raise InputError(
+            "judge espnet-camvid needs the checkpoint: "
+            "--judge espnet-camvid=espnet_p2_q8_camvid.pth"
+        )
+    return EspnetJudge(path)
 
 
 class LpipsJudge(Judge):

@@ -57,12 +57,13 @@ __all__ = [
     "ConvStem",
     "HybridVisionTransformer",
     "MobileNetStem",
+    "ShapeStem",
     "load_stem",
     "stem_flops",
 ]
 
 #: The stems a hybrid can have.
-STEMS = ("mobilenet-v2", "conv")
+STEMS = ("mobilenet-v2", "conv", "shape-cnn")
 
 
 def _stem_plan(width: float, blocks: int) -> tuple[int, list[tuple[int, int, int, int]]]:
@@ -189,6 +190,98 @@ class ConvStem(nn.Module):
         return self.proj(y).flatten(2).transpose(1, 2).contiguous()
 
 
+class ShapeStem(nn.Module):
+    """``(N, 3, H, W)`` float in ``[0, 1]`` -> tokens ``(N, G * G, D)``: the start of a
+    :class:`~semcom.models.classifier.ShapeClassifier` (fixed edge features, its stride-2
+    stem conv and its first ``blocks`` stages, batch-normalised), then a 1x1 projection.
+    For a server that reuses a synthetic-world CNN's features (:func:`load_stem` copies a
+    ``shape-classifier`` checkpoint's weights and running statistics and freezes them; a
+    frozen stem keeps its batch norms in eval mode while the rest trains).
+
+    Args:
+        embed_dim: token width ``D``.
+        blocks: stages after the stem conv (1..3); the stride is ``2 ** (blocks + 1)``.
+        input_size: the side the image is resized to (``grid * stride``).
+        widths: the stem's and the stages' channels (``blocks + 1`` ints, those of the
+            classifier it comes from).
+        grid: token grid side ``G``.
+
+    Keys: ``stem.conv.weight``, ``stem.norm.*``, ``stages.{i}.{down,block}.conv.weight``,
+    ``stages.{i}.{down,block}.norm.*`` (the classifier's own names), ``proj.{weight,bias}``.
+    """
+
+    def __init__(
+        self, embed_dim: int, blocks: int, input_size: int, widths: list[int], grid: int
+    ) -> None:
+        super().__init__()
+        from semcom.models._common import ConvNormAct, EdgeFeatures
+        from semcom.models.classifier import _Stage
+
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= 3:
+            raise InputError(
+                f"stem_blocks must be an int in [1, 3] for a shape-cnn stem, got {blocks!r}"
+            )
+        if (
+            not isinstance(widths, (list, tuple))
+            or len(widths) != blocks + 1
+            or not all(
+                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 1024 for w in widths
+            )
+        ):
+            raise InputError(
+                f"stem_widths of a shape-cnn stem are {blocks + 1} ints in [1, 1024] "
+                f"(the stem's and each stage's channels), got {widths!r}"
+            )
+        stride = 2 ** (blocks + 1)
+        if input_size != grid * stride:
+            raise InputError(
+                f"stem_input_size {input_size} with {blocks} stages (stride {stride}) gives a "
+                f"{input_size // stride}-cell grid; the patch grid is {grid} (use "
+                f"stem_input_size {grid * stride})"
+            )
+        self.input_size = input_size
+        self.edges = EdgeFeatures()
+        self.stem = ConvNormAct(EdgeFeatures.out_channels, widths[0], "batch", stride=2)
+        self.stages = nn.ModuleList(
+            _Stage(widths[i], widths[i + 1], "batch") for i in range(blocks)
+        )
+        self.out_channels = widths[-1]
+        self.proj = nn.Conv2d(self.out_channels, embed_dim, 1)
+
+    def _frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.stem.parameters())
+
+    def train(self, mode: bool = True) -> ShapeStem:
+        """As :meth:`torch.nn.Module.train`, but a frozen stem's batch norms stay in eval
+        mode (their running statistics are the source classifier's)."""
+        super().train(mode)
+        if mode and self._frozen():
+            self.stem.eval()
+            self.stages.eval()
+        return self
+
+    def features(self, x: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` in ``[0, 1]`` -> the classifier's map ``(N, C, G, G)``."""
+        from semcom.models._common import image_input
+
+        s = self.input_size
+        if tuple(x.shape[-2:]) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        y = self.stem(image_input(x, self.edges))
+        for stage in self.stages:
+            y = stage(y)
+        return y
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` -> ``(N, G * G, D)``; a frozen stem runs without autograd."""
+        if self._frozen() or not torch.is_grad_enabled():
+            with torch.no_grad():
+                y = self.features(x)
+        else:
+            y = self.features(x)
+        return self.proj(y).flatten(2).transpose(1, 2).contiguous()
+
+
 class HybridVisionTransformer(VisionTransformer):
     """A :class:`~semcom.models.vit.VisionTransformer` whose patch embedding is
     :class:`MobileNetStem` (see the module docstring). Same ``forward`` contract.
@@ -197,8 +290,11 @@ class HybridVisionTransformer(VisionTransformer):
         stem_blocks: MobileNetV2 blocks in the stem.
         stem_input_size: side the image is resized to before the stem.
         stem_width: MobileNetV2 width multiplier (``stem="conv"``: the first conv's width).
-        stem: ``"mobilenet-v2"`` (folded MobileNetV2 blocks, for pretrained weights) or
-            ``"conv"`` (:class:`ConvStem`, batch-normalised, to train from scratch).
+        stem: ``"mobilenet-v2"`` (folded MobileNetV2 blocks, for pretrained weights),
+            ``"conv"`` (:class:`ConvStem`, batch-normalised, to train from scratch) or
+            ``"shape-cnn"`` (:class:`ShapeStem`: a ``shape-classifier``'s first stages).
+        stem_widths: a ``shape-cnn`` stem's channels (default ``[24, 32, 64]`` cut to
+            ``stem_blocks + 1``).
         **kw: :class:`~semcom.models.vit.VisionTransformer`'s arguments.
     """
 
@@ -208,11 +304,26 @@ class HybridVisionTransformer(VisionTransformer):
         stem_input_size: int = 128,
         stem_width: float = 1.0,
         stem: str = "mobilenet-v2",
+        stem_widths: list[int] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         if stem not in STEMS:
             raise InputError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+        if stem == "shape-cnn":
+            widths = (
+                list(stem_widths) if stem_widths is not None else [24, 32, 64][: stem_blocks + 1]
+            )
+            self.patch_embed = ShapeStem(
+                self.embed_dim, stem_blocks, stem_input_size, widths, self.grid_size
+            )
+            self.config.update(
+                stem=stem, stem_blocks=stem_blocks, stem_input_size=stem_input_size,
+                stem_widths=widths,
+            )  # fmt: skip
+            return
+        if stem_widths is not None:
+            raise InputError("stem_widths is for a shape-cnn stem only")
         if stem == "conv":
             self.patch_embed = ConvStem(
                 self.embed_dim, stem_blocks, stem_input_size, stem_width, self.grid_size
@@ -252,6 +363,14 @@ def stem_flops(cfg: dict[str, Any]) -> int:
     token projection, from its config (0 for a plain ViT config)."""
     if "stem_blocks" not in cfg:
         return 0
+    if cfg.get("stem") == "shape-cnn":
+        widths = [int(w) for w in cfg["stem_widths"]]
+        side = -(-int(cfg["stem_input_size"]) // 2)
+        flops = 2 * side * side * 9 * 9 * widths[0]
+        for cin, cout in zip(widths[:-1], widths[1:], strict=True):
+            side = -(-side // 2)
+            flops += 2 * side * side * 9 * (cin * cout + cout * cout)
+        return flops + 2 * side * side * widths[-1] * int(cfg["embed_dim"])
     if cfg.get("stem") == "conv":
         side, cin, flops = int(cfg["stem_input_size"]), 3, 0
         for i in range(int(cfg["stem_blocks"])):
@@ -273,48 +392,62 @@ def stem_flops(cfg: dict[str, Any]) -> int:
 
 
 def load_stem(model: HybridVisionTransformer, source: nn.Module | str | Path) -> list[str]:
-    """Copy a MobileNetV2's stem and first blocks into ``model``'s stem and freeze them.
+    """Copy a pretrained CNN's first layers into ``model``'s stem and freeze them: a
+    MobileNetV2's stem and first blocks into a ``mobilenet-v2`` stem, or a
+    ``shape-classifier``'s stem and first stages (weights and batch-norm running
+    statistics) into a ``shape-cnn`` stem.
 
     Args:
         model: the hybrid ViT.
-        source: a :class:`~semcom.models.mobilenet_v2.MobileNetV2` or a checkpoint path
-            / zoo name of one (e.g. the ImageNet port of ``semcom.models.tflite_import``).
+        source: a :class:`~semcom.models.mobilenet_v2.MobileNetV2` /
+            :class:`~semcom.models.classifier.ShapeClassifier`, or a checkpoint path / zoo
+            name of one (e.g. the ImageNet port of ``semcom.models.tflite_import``, or
+            ``server-synth``).
 
     Returns:
-        The frozen parameter names (``patch_embed.stem.*``, ``patch_embed.blocks.*``); the
-        projection ``patch_embed.proj`` stays trainable.
+        The frozen parameter names (``patch_embed.stem.*``, ``patch_embed.blocks.*`` /
+        ``patch_embed.stages.*``); the projection ``patch_embed.proj`` stays trainable.
 
     Raises:
-        InputError: ``source`` is not a MobileNetV2 or its widths differ.
+        InputError: ``source`` is not the stem's kind of CNN or its widths differ.
     """
+    from semcom.models.classifier import ShapeClassifier
     from semcom.models.mobilenet_v2 import MobileNetV2
 
     if isinstance(source, (str, Path)):
         from semcom.models.zoo import load_model
 
         source = load_model(source)
-    if not isinstance(source, MobileNetV2):
-        raise InputError(
-            f"the stem's weights must come from a mobilenet-v2, got {type(source).__name__}"
-        )
     stem = model.patch_embed
-    if not isinstance(stem, MobileNetStem):
-        raise InputError("load_stem needs a hybrid ViT (vit-hybrid-mnv2)")
+    kinds = (
+        (MobileNetStem, MobileNetV2, "mobilenet-v2"),
+        (ShapeStem, ShapeClassifier, "shape-classifier"),
+    )
+    match = [k for k in kinds if isinstance(stem, k[0])]
+    if not match:
+        raise InputError("load_stem needs a hybrid ViT with a mobilenet-v2 or shape-cnn stem")
+    _, source_type, label = match[0]
+    if not isinstance(source, source_type):
+        raise InputError(
+            f"the stem's weights must come from a {label}, got {type(source).__name__}"
+        )
     src = source.state_dict()
     frozen = []
-    for name, p in stem.named_parameters():
+    for name, t in stem.state_dict().items():
         if name.startswith("proj."):
             continue
-        if name not in src or tuple(src[name].shape) != tuple(p.shape):
+        if name not in src or tuple(src[name].shape) != tuple(t.shape):
             have = None if name not in src else tuple(src[name].shape)
             raise InputError(
-                f"mobilenet-v2 weights do not fit the stem: {name} is {have}, needs "
-                f"{tuple(p.shape)} (stem_width {model.config['stem_width']})"
+                f"{label} weights do not fit the stem: {name} is {have}, needs {tuple(t.shape)}"
             )
         with torch.no_grad():
-            p.copy_(src[name])
-        p.requires_grad_(False)
-        frozen.append(f"patch_embed.{name}")
+            t.copy_(src[name])
+    for name, p in stem.named_parameters():
+        if not name.startswith("proj."):
+            p.requires_grad_(False)
+            frozen.append(f"patch_embed.{name}")
+    stem.train(stem.training)  # a frozen shape-cnn stem's batch norms go to eval mode
     return frozen
 
 
@@ -338,4 +471,17 @@ def vit_hybrid_synth(**overrides: Any) -> HybridVisionTransformer:
         "vit-hybrid-synth", overrides, HybridVisionTransformer, img_size=64, patch_size=8,
         embed_dim=192, depth=6, num_heads=3, num_classes=None, stem="conv", stem_blocks=3,
         stem_input_size=64, stem_width=32,
+    )  # fmt: skip
+
+
+@register_model("vit-hybrid-shape")
+def vit_hybrid_shape(**overrides: Any) -> HybridVisionTransformer:
+    """64x64 synthetic-world images, 8x8 patches; a ``shape-classifier``'s edge features,
+    stem and first two stages (widths 24, 32, 64: the 8x8 grid) as the patch embedding
+    (frozen from a checkpoint with ``--stem``, e.g. ``server-synth``); 6 blocks of width
+    192 (3 heads)."""
+    return _vit(
+        "vit-hybrid-shape", overrides, HybridVisionTransformer, img_size=64, patch_size=8,
+        embed_dim=192, depth=6, num_heads=3, num_classes=None, stem="shape-cnn",
+        stem_blocks=2, stem_input_size=64, stem_widths=[24, 32, 64],
     )  # fmt: skip

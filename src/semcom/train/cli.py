@@ -136,13 +136,15 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         help="ft: comma-separated parameter-name prefixes to train, the rest frozen "
         "(e.g. blocks.16,head,classifier for mobilenet-v2); empty: all",
     )
-    d = p.add_argument_group("distillation (vit-distill)")
+    d = p.add_argument_group("distillation (vit-distill, server-synth)")
     d.add_argument(
         "--teacher",
         default=None,
         metavar="SPEC",
-        help="teacher judge spec, e.g. tflite-classifier=mobilenet_v2_1.0_224_quant.tflite "
-        "(see `semcom judges`); its answers on every view are cached in --out",
+        help="vit-distill: teacher judge spec, e.g. tflite-classifier=mobilenet_v2_1.0_224_quant"
+        ".tflite (see `semcom judges`), its answers on every view cached in --out; "
+        "server-synth: a classifier server (zoo name or checkpoint, e.g. server-synth) "
+        "scoring the same blanked image online; none: labels only",
     )
     d.add_argument("--views", type=int, default=6, help="views per image (1 = the image only)")
     d.add_argument("--temperature", type=float, default=2.0, help="softening temperature T")
@@ -155,7 +157,8 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         metavar="CKPT",
         help="with --arch vit-hybrid-mnv2: a mobilenet-v2 checkpoint whose first blocks "
         "become the frozen patch embedding (e.g. the ImageNet port that "
-        "semcom.models.tflite_import writes); none: the stem trains from scratch",
+        "semcom.models.tflite_import writes); with --arch vit-hybrid-shape (server-synth): "
+        "a shape-classifier checkpoint (e.g. server-synth); none: the stem trains from scratch",
     )
     return p
 
@@ -214,6 +217,13 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
         extra: dict[str, Any] = {}
         if args.model == "shape-classifier-ft":
             extra = dict(trainable=args.ft_trainable)
+        if args.model == "server-synth":
+            extra = dict(
+                teacher=args.teacher,
+                temperature=args.temperature,
+                distill_weight=args.distill_weight,
+                stem=args.stem,
+            )
         if args.model == "vit-distill":
             extra = dict(
                 teacher=args.teacher,

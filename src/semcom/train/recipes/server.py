@@ -13,6 +13,13 @@
   synthetic world, with ``aux_weight``, the dense mask term too (a ViT's kept tokens on
   an object predict its class; a classifier's aux head segments the blanked image). On
   datasets, random horizontal flips as ``vit-synth``;
+* distillation (``teacher``, e.g. ``--teacher server-synth``): a frozen classifier
+  server scores the same image with the same unsent patches blanked, and the loss becomes
+  ``(1 - a) * CE + a * T^2 * KL(teacher(T) || student(T))`` (``a = distill_weight``,
+  temperature ``T``) -- a ViT server learns from a CNN's soft answers on every subset;
+* ``stem`` (``--stem CKPT`` with ``--arch vit-hybrid-shape``): a ``shape-classifier``
+  checkpoint (e.g. ``server-synth``) whose first stages become the ViT's frozen patch
+  embedding (:func:`semcom.models.vit_hybrid.load_stem`);
 * evaluation: ``accuracy`` on every patch, ``accuracy_rand_r0.25`` / ``_r0.5`` from a
   random quarter / half of them (seeded by image id).
 """
@@ -20,11 +27,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semcom.errors import InputError
 from semcom.train.recipes.base import Batch
 from semcom.train.recipes.patch import Add, Frozen
 from semcom.train.recipes.vit import VitRecipe
@@ -60,18 +69,85 @@ class ServerRecipe(VitRecipe):
     #: the patch grid of a classifier server (a ViT brings its own)
     patch_size = 8
 
+    def __init__(
+        self,
+        *,
+        teacher: str | None = None,
+        temperature: float = 2.0,
+        distill_weight: float = 0.5,
+        stem: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.cfg.update(
+            teacher=str(teacher or ""), temperature=float(temperature),
+            distill_weight=float(distill_weight), stem=str(stem or ""),
+        )  # fmt: skip
+        self.teacher: nn.Module | None = None
+
+    def check(self) -> None:
+        super().check()
+        c = self.cfg
+        if c["teacher"] and (c["temperature"] <= 0 or not 0.0 <= c["distill_weight"] <= 1.0):
+            raise InputError("--temperature must be > 0 and --distill-weight in [0, 1]")
+
     def build(self) -> nn.Module:
         from semcom.models.registry import create_model, model_entrypoint
 
         entry = model_entrypoint(self.cfg["arch"])
         if getattr(entry, "task", None) == "classify":  # a CNN classifier: no img_size
+            if self.cfg["stem"]:
+                raise InputError("--stem is for a hybrid ViT server (--arch vit-hybrid-shape)")
             kw = dict(self.model_kw)
             if self.data is not None and "num_classes" not in kw:
                 kw["num_classes"] = int(getattr(self.data, "num_classes", 0)) or len(
                     self.data.classes
                 )
             return create_model(self.cfg["arch"], **kw)
-        return super().build()
+        model = super().build()
+        if self.cfg["stem"]:
+            from semcom.models.vit_hybrid import HybridVisionTransformer, load_stem
+
+            if not isinstance(model, HybridVisionTransformer):
+                raise InputError(f"--stem needs a hybrid ViT server, not {self.cfg['arch']}")
+            load_stem(model, self.cfg["stem"])
+        return model
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not self.cfg["teacher"]:
+            return
+        from semcom.models.zoo import load_model
+
+        teacher = load_model(self.cfg["teacher"])
+        if getattr(teacher, "task", None) != "classify" or _is_vit(teacher):
+            raise InputError(
+                f"--teacher {self.cfg['teacher']}: a server-synth teacher is a classifier of "
+                "blanked images (e.g. server-synth), not a ViT"
+            )
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def distilled(self, logits: Tensor, y: Tensor, x_blank: Tensor) -> Tensor:
+        """The training loss of ``logits`` ``(N, C)`` for labels ``y``: cross-entropy, and
+        with a teacher the temperature-scaled KL to its answer on ``x_blank``."""
+        c = self.cfg
+        ce = F.cross_entropy(logits, y, label_smoothing=c["label_smoothing"])
+        if self.teacher is None:
+            return ce
+        from semcom.train.patch import logits_of
+
+        with torch.no_grad():
+            t_logits = logits_of(self.teacher(x_blank))
+        if t_logits.shape != logits.shape:
+            raise InputError(
+                f"--teacher gives {t_logits.shape[1]} classes, the server {logits.shape[1]}"
+            )
+        temp, a = c["temperature"], c["distill_weight"]
+        kl = F.kl_div(
+            F.log_softmax(logits / temp, 1), F.log_softmax(t_logits / temp, 1),
+            reduction="batchmean", log_target=True,
+        )  # fmt: skip
+        return (1 - a) * ce + a * temp * temp * kl
 
     def unused_parameters(self, model: nn.Module) -> bool:
         return not _is_vit(model) and bool(getattr(model, "has_aux", False))
@@ -97,7 +173,8 @@ class ServerRecipe(VitRecipe):
                 label_smoothing=c["label_smoothing"], aux_weight=dense,
             )  # fmt: skip
         out, dense_term = self.forward_dense(net, model, x, batch.masks, keep=keep)
-        return F.cross_entropy(out["logits"], y, label_smoothing=c["label_smoothing"]) + dense_term
+        blank = blank_outside(x, keep, int(model.patch_size)) if self.teacher is not None else x
+        return self.distilled(out["logits"], y, blank) + dense_term
 
     @classmethod
     def score_batch(cls, model: nn.Module, frozen: Frozen, batch: EvalBatch, add: Add) -> None:
