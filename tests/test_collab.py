@@ -292,3 +292,51 @@ def test_a_vit_server_distils_from_a_classifier_server(tmp_path) -> None:
     bad = ServerRecipe(model_kw=kw, teacher=str(vit))
     with pytest.raises(InputError, match="not a ViT"):
         fit(bad, tmp_path / "bad", steps=1, batch_size=2, eval_n=0, quiet=True, resume=False)
+
+
+def test_server_rows_can_keep_the_edges_top_attention_patches(tmp_path) -> None:
+    """--edge-attn-frac 1: every row keeps the edge ViT's top-k patches (the subsets it
+    sends); --init starts from a checkpoint of the same config and refuses another."""
+    from semcom.models.checkpoint import save_checkpoint
+    from semcom.train.loop import fit
+    from semcom.train.patch import cls_attention
+    from semcom.train.recipes import ServerRecipe
+
+    torch.manual_seed(0)
+    edge = create_vit("vit-edge-synth", embed_dim=16, depth=1, num_heads=2).eval()
+    epath = tmp_path / "edge.safetensors"
+    save_checkpoint(edge, epath, name="vit-edge-synth")
+    kw = {"embed_dim": 16, "depth": 1, "num_heads": 2}
+    r = ServerRecipe(model_kw=kw, min_rate=0.1, edge_attn_frac=1.0, vit=str(epath), aux_weight=0.0)
+    kept: list[torch.Tensor] = []
+    xs: list[torch.Tensor] = []
+    real = r.loss
+
+    def spy(net, model, batch):
+        orig = model.forward
+
+        def fwd(x, **k):
+            if k.get("keep") is not None:
+                kept.append(k["keep"])
+                xs.append(x)
+            return orig(x, **k)
+
+        model.forward = fwd
+        try:
+            return real(net, model, batch)
+        finally:
+            del model.forward
+
+    r.loss = spy  # type: ignore[method-assign]
+    res = fit(r, tmp_path / "a", steps=2, batch_size=4, eval_n=0, quiet=True, resume=False)
+    assert kept, "the server saw no subset"
+    for keep, x in zip(kept, xs, strict=True):
+        want = cls_attention(r.vit, x).topk(keep.shape[1], dim=1).indices
+        assert torch.equal(keep, want)
+    ckpt = tmp_path / "s.safetensors"
+    save_checkpoint(res.model, ckpt, name="vit-hybrid-synth")
+    again = ServerRecipe(model_kw=kw, init=str(ckpt))
+    fit(again, tmp_path / "b", steps=1, batch_size=2, eval_n=0, quiet=True, resume=False)
+    other = ServerRecipe(model_kw={**kw, "embed_dim": 32}, init=str(ckpt))
+    with pytest.raises(InputError, match="--init"):
+        fit(other, tmp_path / "c", steps=1, batch_size=2, eval_n=0, quiet=True, resume=False)

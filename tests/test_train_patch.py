@@ -111,6 +111,7 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
         "server-synth",
         "patch-decoder-synth",
         "shape-classifier-ft",
+        "vqvae-synth",
     }
 
 

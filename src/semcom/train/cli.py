@@ -136,6 +136,20 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         help="ft: comma-separated parameter-name prefixes to train, the rest frozen "
         "(e.g. blocks.16,head,classifier for mobilenet-v2); empty: all",
     )
+    s = p.add_argument_group("collaborative server (server-synth)")
+    s.add_argument(
+        "--edge-attn-frac",
+        type=float,
+        default=0.0,
+        help="share of rows that keep the edge ViT's (--vit) top-attention patches "
+        "instead of random ones",
+    )
+    s.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="start from this checkpoint's weights (same architecture and config)",
+    )
     d = p.add_argument_group("distillation (vit-distill, server-synth)")
     d.add_argument(
         "--teacher",
@@ -223,6 +237,8 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
                 temperature=args.temperature,
                 distill_weight=args.distill_weight,
                 stem=args.stem,
+                edge_attn_frac=args.edge_attn_frac,
+                init=args.init,
             )
         if args.model == "vit-distill":
             extra = dict(

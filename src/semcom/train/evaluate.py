@@ -36,11 +36,19 @@ def evaluate(
     Returns ``{"split", "n", "accuracy"}`` for classifiers and ``{"split", "n", "miou",
     "pixel_accuracy", "iou"}`` for segmenters (``task`` defaults to ``model.task``);
     ``{"split", "n", "psnr"}`` for patch decoders (``task == "reconstruct"``: half the
-    patches kept at random: ``semcom.train.patch.evaluate_reconstruction``).
+    patches kept at random: ``semcom.train.patch.evaluate_reconstruction``);
+    ``{"split", "n", "psnr", "usage", ...}`` for VQ-VAE codecs (``task == "codec"``:
+    :meth:`semcom.train.recipes.vqvae.VQVAERecipe.score`).
     The model is put in eval mode and restored to its previous mode afterwards.
     """
     model = getattr(model, "module", model)
     task = task or getattr(model, "task", None)
+    if task == "codec":  # VQ-VAE codecs: the vqvae-synth recipe's figures
+        from semcom.train.recipes.vqvae import VQVAERecipe
+
+        return VQVAERecipe.score(
+            model, split=split, n=n, batch_size=batch_size, image_size=image_size, data=data
+        )
     if task == "reconstruct":  # patch decoders
         from semcom.train.patch import evaluate_reconstruction
 

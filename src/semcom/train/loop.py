@@ -283,6 +283,10 @@ def _run(
         with torch.no_grad():
             for buf in model.buffers():
                 dist.broadcast(buf, 0)
+    if end == steps:  # what the recipe derives from the trained model (e.g. a prior)
+        model.eval()
+        recipe.finish(model, run)
+        model.train()
     if is_main:  # stopped early (end < steps) or done: keep the state either way
         save_state(model, opt, sched, end, run_args, last_w, last_s)
 

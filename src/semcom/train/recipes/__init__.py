@@ -10,7 +10,8 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   :class:`ServerRecipe` (``server-synth``, the collaborative server on patch subsets),
   :class:`DistillRecipe` (``vit-distill``, from a teacher judge),
   :class:`PatchDecoderRecipe` (``patch-decoder-synth``), :class:`FinetuneRecipe`
-  (``shape-classifier-ft``), by name in :data:`PATCH_MODELS`.
+  (``shape-classifier-ft``), by name in :data:`PATCH_MODELS`; with them, on the same
+  settings, :class:`VQVAERecipe` (``vqvae-synth``, :mod:`.vqvae`: a VQ-VAE image codec).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from semcom.train.recipes.segmenter import SegmenterRecipe
 from semcom.train.recipes.server import ServerRecipe
 from semcom.train.recipes.task import TaskRecipe
 from semcom.train.recipes.vit import VitRecipe
+from semcom.train.recipes.vqvae import VQVAERecipe
 
 __all__ = [
     "PATCH_MODELS",
@@ -45,6 +47,7 @@ __all__ = [
     "SegmenterRecipe",
     "ServerRecipe",
     "TaskRecipe",
+    "VQVAERecipe",
     "VitRecipe",
     "evaluate_patch_model",
     "patch_recipe",
@@ -54,7 +57,15 @@ __all__ = [
 
 #: the patch-transmission recipes by name (``--model``)
 PATCH_MODELS: dict[str, type[PatchRecipe]] = {
-    r.name: r for r in (VitRecipe, ServerRecipe, DistillRecipe, PatchDecoderRecipe, FinetuneRecipe)
+    r.name: r
+    for r in (
+        VitRecipe,
+        ServerRecipe,
+        DistillRecipe,
+        PatchDecoderRecipe,
+        FinetuneRecipe,
+        VQVAERecipe,
+    )
 }
 #: the task-model recipes by the task a model declares
 TASK_RECIPES: dict[str, type[TaskRecipe]] = {r.task: r for r in (ClassifierRecipe, SegmenterRecipe)}

@@ -12,6 +12,7 @@ checkpoint and ``metrics.json``. The loop calls, in this order::
     recipe.source(seed)                 # the training batches
     recipe.unused_parameters(model)     # DDP's find_unused_parameters
     recipe.loss(net, model, batch)      # every step
+    recipe.finish(model, run)           # after the last step (every rank)
     recipe.evaluate(model, split=..., n=...)   # at the end (rank 0)
 
 and the zoo scores a published model with the class method :meth:`Recipe.score`.
@@ -131,6 +132,12 @@ class Recipe:
         """The loss of one step: ``net`` is ``model`` or its DDP wrapper (call it for the
         forward pass); ``model`` is the module itself (for its attributes)."""
         raise NotImplementedError
+
+    def finish(self, model: nn.Module, run: dict[str, Any]) -> None:
+        """Once the last step is done, before the final checkpoint and evaluation: what a
+        recipe computes from the trained model and stores in it (a VQ-VAE's entropy-coding
+        prior, fitted on training-set indices). ``run``: as in :meth:`run_args`. Called on
+        every rank, only when the run reaches ``steps`` (not after ``stop_after``)."""
 
     # -------------------------------------------------------------- evaluation
     def frozen(self) -> dict[str, Any]:

@@ -17,6 +17,10 @@
   server scores the same image with the same unsent patches blanked, and the loss becomes
   ``(1 - a) * CE + a * T^2 * KL(teacher(T) || student(T))`` (``a = distill_weight``,
   temperature ``T``) -- a ViT server learns from a CNN's soft answers on every subset;
+* ``edge_attn_frac`` (``--edge-attn-frac F``): a share ``F`` of each batch's rows keep the
+  top-``K`` patches of the frozen edge ViT's attention (``--vit``) instead of random ones
+  -- the subsets the collaborative edge actually sends; ``init`` (``--init CKPT``) starts
+  from a checkpoint of the same architecture (a second stage of training);
 * ``stem`` (``--stem CKPT`` with ``--arch vit-hybrid-shape``): a ``shape-classifier``
   checkpoint (e.g. ``server-synth``) whose first stages become the ViT's frozen patch
   embedding (:func:`semcom.models.vit_hybrid.load_stem`);
@@ -76,12 +80,15 @@ class ServerRecipe(VitRecipe):
         temperature: float = 2.0,
         distill_weight: float = 0.5,
         stem: str | None = None,
+        edge_attn_frac: float = 0.0,
+        init: str | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.cfg.update(
             teacher=str(teacher or ""), temperature=float(temperature),
             distill_weight=float(distill_weight), stem=str(stem or ""),
+            edge_attn_frac=float(edge_attn_frac), init=str(init or ""),
         )  # fmt: skip
         self.teacher: nn.Module | None = None
 
@@ -90,6 +97,8 @@ class ServerRecipe(VitRecipe):
         c = self.cfg
         if c["teacher"] and (c["temperature"] <= 0 or not 0.0 <= c["distill_weight"] <= 1.0):
             raise InputError("--temperature must be > 0 and --distill-weight in [0, 1]")
+        if not 0.0 <= c["edge_attn_frac"] <= 1.0:
+            raise InputError(f"--edge-attn-frac must be in [0, 1], got {c['edge_attn_frac']}")
 
     def build(self) -> nn.Module:
         from semcom.models.registry import create_model, model_entrypoint
@@ -103,8 +112,8 @@ class ServerRecipe(VitRecipe):
                 kw["num_classes"] = int(getattr(self.data, "num_classes", 0)) or len(
                     self.data.classes
                 )
-            return create_model(self.cfg["arch"], **kw)
-        model = super().build()
+            return self._init(create_model(self.cfg["arch"], **kw))
+        model = self._init(super().build())
         if self.cfg["stem"]:
             from semcom.models.vit_hybrid import HybridVisionTransformer, load_stem
 
@@ -113,8 +122,28 @@ class ServerRecipe(VitRecipe):
             load_stem(model, self.cfg["stem"])
         return model
 
+    def _init(self, model: nn.Module) -> nn.Module:
+        """``model`` with the weights of the ``init`` checkpoint (same architecture and
+        config, strict), when one is given."""
+        if not self.cfg["init"]:
+            return model
+        from semcom.models.zoo import load_model
+
+        src = load_model(self.cfg["init"])
+        if type(src) is not type(model) or getattr(src, "config", None) != model.config:
+            raise InputError(
+                f"--init {self.cfg['init']}: a {type(src).__name__} with config "
+                f"{getattr(src, 'config', None)}, not this run's {self.cfg['arch']} {model.config}"
+            )
+        model.load_state_dict(src.state_dict(), strict=True)
+        return model
+
     def prepare(self) -> None:
         super().prepare()
+        if self.cfg["edge_attn_frac"] > 0:
+            from semcom.train.recipes.patch import load_frozen
+
+            self.vit = load_frozen(self.cfg["vit"])
         if not self.cfg["teacher"]:
             return
         from semcom.models.zoo import load_model
@@ -166,6 +195,14 @@ class ServerRecipe(VitRecipe):
         low = min(p, max(1, math.ceil(c["min_rate"] * p)))
         k = int(torch.randint(low, p + 1, ()))
         keep = random_keep(x.shape[0], p, k)
+        if self.vit is not None and c["edge_attn_frac"] > 0:
+            # some rows keep the edge's top-k attention patches: the subsets it will send
+            with torch.no_grad():
+                pv, att, _ = self.attend(x)
+            if pv != p:
+                raise InputError(f"--vit has {pv} patches, the server {p}")
+            rows = torch.rand(x.shape[0]) < c["edge_attn_frac"]
+            keep = torch.where(rows[:, None], att.topk(k, dim=1).indices, keep)
         if not _is_vit(model):  # a classifier server: the unsent patches are black
             dense = c["aux_weight"] if getattr(model, "has_aux", False) else 0.0
             return classifier_loss(

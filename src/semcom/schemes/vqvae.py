@@ -1,0 +1,422 @@
+"""VQ-VAE image coding: codebook indices, entropy coded (the foundation of GOS-VAE).
+
+Transmitter: a :class:`~semcom.models.vqvae.VQVAE` encodes the image to a grid of
+codebook indices (``h = H / r`` by ``w = W / r``), which are coded losslessly and sent.
+Receiver: the same model decodes the indices to ``x_hat``; the judges then score it.
+
+Index coding (``coding=``):
+
+* ``"prior"`` (default) -- constriction's range coder with the model's static prior
+  (``prior.probs``, fitted on training-set indices: :meth:`VQVAE.fit_prior`); the
+  receiver must hold the same weights, which the fingerprint field checks;
+* ``"fixed"`` -- ``ceil(log2 K)`` bits per index, most significant bit first, zero
+  padded to a whole byte (the comparison without entropy coding);
+* ``"adaptive"`` -- an adaptive Krichevsky-Trofimov model
+  (:func:`semcom.codec.entropy.encode_adaptive`): no prior, learns the image's own
+  index statistics as it goes.
+
+The rate is fixed by the model (``r``, ``K``, the prior): the scheme has one setting,
+``1``; another rate is another model (``vqvae[model=PATH]``).
+
+Message (scheme id of ``"vqvae"``; see ``docs/architecture.md`` for the container)::
+
+    fields   h, w   image size, multiples of r; h * w <= the receiver's max_pixels
+             r      the model's downsampling factor (must equal the receiver's)
+             k      the codebook size K (must equal the receiver's)
+             c      index coding: 0 prior, 1 fixed, 2 adaptive
+             fp     the first 4 bytes of the model weights' sha256
+                    (:mod:`semcom.models.fingerprint`); a receiver holding other weights
+                    refuses the message (unless check_models=false)
+    sections idx    the (h / r) * (w / r) indices, row-major, coded as ``c`` says
+
+The receiver checks every field against its model, decodes exactly ``(h / r) * (w / r)``
+indices (every byte of ``idx`` consumed; fixed coding: the exact length, indices below
+K, zero padding) and raises :class:`~semcom.errors.BitstreamError` naming what differs;
+nothing of a damaged message is usable (no partial decoding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from semcom.codec.container import Message, pack, unpack
+from semcom.data.convert import to_uint8
+from semcom.errors import BitstreamError, InputError
+from semcom.models.fingerprint import FINGERPRINT_BYTES
+from semcom.schemes.base import Erasures, Scheme, register_scheme
+from semcom.schemes.session import Decoded
+
+__all__ = [
+    "CODINGS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MODEL",
+    "VQVAEScheme",
+    "fixed_length_bits",
+    "pack_fixed",
+    "unpack_fixed",
+]
+
+#: Index coding -> header id (field ``c``).
+CODINGS: dict[str, int] = {"prior": 0, "fixed": 1, "adaptive": 2}
+#: Zoo name of the model loaded when none is given.
+DEFAULT_MODEL = "vqvae-synth"
+#: Largest image (pixels) the receiver decodes by default: the decoder's activations
+#: grow with the image, and a message of a few bytes can declare a large grid.
+DEFAULT_MAX_PIXELS = 1 << 22
+
+_FIELDS = ("h", "w", "r", "k", "c", "fp")
+_WIRE_NAME = "vqvae"
+
+
+def fixed_length_bits(num_codes: int) -> int:
+    """Bits of one index in fixed-length coding: ``ceil(log2 K)`` (at least 1)."""
+    return max(1, math.ceil(math.log2(num_codes)))
+
+
+def pack_fixed(indices: np.ndarray, bits: int) -> bytes:
+    """Indices (1-D, non-negative, below ``2 ** bits``) as ``bits`` bits each, MSB first,
+    zero padded to whole bytes: ``ceil(n * bits / 8)`` bytes."""
+    v = np.asarray(indices, dtype=np.int64).reshape(-1, 1)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    return np.packbits(((v >> shifts) & 1).astype(np.uint8).flatten()).tobytes()
+
+
+def unpack_fixed(data: bytes, n: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_fixed`: ``n`` indices int64; BitstreamError unless ``data``
+    is exactly ``ceil(n * bits / 8)`` bytes with zero padding bits."""
+    need = (n * bits + 7) // 8
+    if len(data) != need:
+        raise BitstreamError(
+            f"vqvae section 'idx' (fixed-length indices): {len(data)} bytes, expected "
+            f"{need} for {n} indices of {bits} bits"
+        )
+    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    if flat[n * bits :].any():
+        raise BitstreamError("vqvae section 'idx' (fixed-length indices): non-zero padding bits")
+    weights = np.left_shift(1, np.arange(bits - 1, -1, -1, dtype=np.int64))
+    return flat[: n * bits].reshape(n, bits).astype(np.int64) @ weights
+
+
+@register_scheme("vqvae")
+class VQVAEScheme(Scheme):
+    """VQ-VAE codebook indices, entropy coded with the model's static prior.
+
+    Args:
+        model: the codec -- a :class:`~semcom.models.vqvae.VQVAE` instance, a zoo name or
+            a checkpoint path (loaded at first use); both ends must hold the same weights.
+        coding: index coding, ``"prior"`` (range coder with the model's static prior),
+            ``"fixed"`` (ceil(log2 K) bits per index) or ``"adaptive"`` (adaptive model,
+            no prior).
+        batch_size: images per encoder / decoder forward.
+        max_pixels: largest image (H x W pixels) sent or received; a message declaring a
+            larger one is refused before anything is allocated.
+        device: torch device of the model.
+        check_models: the receiver refuses (ModelMismatchError) a message whose fp field
+            names other model weights than its own; false decodes it anyway.
+    """
+
+    name: ClassVar[str] = "vqvae"
+    role: ClassVar[str] = "baseline"
+    family: ClassVar[str] = "vq-vae"
+    rate_unit: ClassVar[str] = "setting"
+    rate_range: ClassVar[str] = (
+        "1 only: the rate is the model's (r, K, prior); another rate is another model="
+    )
+    default_rates: ClassVar[tuple[float, ...]] = (1.0,)
+
+    def __init__(
+        self,
+        model: nn.Module | str = DEFAULT_MODEL,
+        coding: str = "prior",
+        batch_size: int = 64,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        device: str | torch.device = "cpu",
+        check_models: bool = True,
+    ) -> None:
+        if coding not in CODINGS:
+            raise InputError(f"vqvae: coding must be one of {sorted(CODINGS)}, got {coding!r}")
+        for what, value in (("batch_size", batch_size), ("max_pixels", max_pixels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"vqvae: {what} must be a positive int, got {value!r}")
+        if not isinstance(model, (str, Path, nn.Module)):
+            raise InputError(
+                f"vqvae: model must be a VQVAE, a zoo name or a path, got {type(model).__name__}"
+            )
+        self.coding = coding
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.device = torch.device(device)
+        self.check_models = bool(check_models)
+        self._spec: nn.Module | str = str(model) if isinstance(model, Path) else model
+        self._model: nn.Module | None = None
+        self._fp: bytes | None = None
+        if isinstance(model, nn.Module):
+            self._model = self._prepare(model)
+
+    # ------------------------------------------------------------------ model
+    def unavailable_reason(self) -> str | None:
+        """Why the model cannot be had here (no zoo weights, no file), or None."""
+        if not isinstance(self._spec, str):
+            return None
+        from semcom.models.zoo import is_checkpoint_path, list_zoo
+
+        if is_checkpoint_path(self._spec):
+            return None if Path(self._spec).is_file() else f"no checkpoint file {self._spec}"
+        if self._spec not in list_zoo():
+            return f"no zoo weights for {self._spec}"
+        return None
+
+    def _prepare(self, model: nn.Module) -> nn.Module:
+        for attr in ("encode", "decode", "prior", "r", "num_codes"):
+            if not hasattr(model, attr):
+                raise InputError(
+                    f"vqvae: model {type(model).__name__} is not a VQ-VAE (no {attr!r})"
+                )
+        if self.coding == "prior":
+            model.prior.table()  # type: ignore[union-attr, operator] - InputError if broken
+        return model.to(self.device).eval()
+
+    @property
+    def model(self) -> nn.Module:
+        """The VQ-VAE (loaded from the zoo or its file at first use)."""
+        if self._model is None:
+            reason = self.unavailable_reason()
+            if reason is not None:
+                raise InputError(f"vqvae: {reason}")
+            from semcom.models.zoo import load_model
+
+            assert isinstance(self._spec, str)
+            self._model = self._prepare(load_model(self._spec))
+        return self._model
+
+    def fingerprint(self) -> bytes:
+        """:data:`FINGERPRINT_BYTES` bytes naming the model weights (prior included)."""
+        if self._fp is None:
+            from semcom.models.fingerprint import combine, spec_fingerprint
+
+            self._fp = combine([spec_fingerprint(self._spec)])
+        return self._fp
+
+    def _source(self) -> str:
+        if isinstance(self._spec, str):
+            from semcom.models.zoo import is_checkpoint_path
+
+            return f"file {self._spec}" if is_checkpoint_path(self._spec) else f"zoo: {self._spec}"
+        return "a model given in memory"
+
+    def _check_fingerprint(self, sent: bytes) -> None:
+        if not self.check_models or sent == self.fingerprint():
+            return
+        from semcom.models.fingerprint import ModelMismatchError, describe_fingerprint
+
+        mine = describe_fingerprint(self.fingerprint(), self._source())
+        raise ModelMismatchError(
+            f"message was made for VQ-VAE weights {describe_fingerprint(sent)}, this "
+            f"receiver holds {mine}; decode it with the sender's model "
+            f"(--scheme '{self.name}[model=PATH]') or check_models=false"
+        )
+
+    # ------------------------------------------------------------------ rates
+    def validate_rate(self, rate: float) -> float:
+        """The only setting is ``1`` (the model fixes the rate)."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+            raise InputError(f"vqvae: the only rate is 1, got {rate!r}")
+        if float(rate) != 1.0:
+            raise InputError(
+                f"vqvae: the only rate is 1 (the model fixes it; another rate is another "
+                f"model=), got {rate!r}"
+            )
+        return 1.0
+
+    def rate_label(self, rate: float) -> str:
+        return f"coding={self.coding}"
+
+    def settings(self, rate: float) -> dict[str, Any]:
+        spec = self._spec
+        name = spec if isinstance(spec, str) else str(getattr(spec, "semcom_name", "vqvae"))
+        out: dict[str, Any] = {**super().settings(rate), "model": name, "coding": self.coding}
+        if self._model is not None:
+            out.update(r=int(self._model.r), K=int(self._model.num_codes))
+        return out
+
+    # ------------------------------------------------------------- transmitter
+    def _check_images(self, images: Tensor) -> Tensor:
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+            what = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else ""
+            raise InputError(f"vqvae: expected uint8 images (N, 3, H, W), got {what}")
+        _, c, h, w = images.shape
+        r = int(self.model.r)
+        if c != 3 or h % r or w % r:
+            raise InputError(
+                f"vqvae: images are {c}x{h}x{w}; the model takes 3 channels and sides that "
+                f"are multiples of r={r} (resize or crop them first)"
+            )
+        from semcom.limits import size_problem
+
+        problem = size_problem(int(h), int(w))
+        if problem is None and h * w > self.max_pixels:
+            problem = f"{w}x{h} pixels, more than max_pixels={self.max_pixels}"
+        if problem is not None:
+            raise InputError(f"vqvae: image is {problem}")
+        return images
+
+    def encode_indices(self, indices: np.ndarray) -> bytes:
+        """Section ``idx`` of one message: indices int ``(n,)`` in ``[0, K)`` coded as
+        :attr:`coding` says."""
+        from semcom.codec import entropy
+
+        model = self.model
+        k = int(model.num_codes)
+        if self.coding == "fixed":
+            return pack_fixed(indices, fixed_length_bits(k))
+        if self.coding == "adaptive":
+            return entropy.encode_adaptive(indices, k)
+        return entropy.encode_categorical(indices, model.prior.table())  # type: ignore[union-attr, operator]
+
+    def compress_batch(self, images: Tensor, rate: float) -> list[bytes]:
+        """uint8 ``(N, 3, H, W)`` -> N messages (one encoder forward per ``batch_size``)."""
+        self.validate_rate(rate)
+        images = self._check_images(images)
+        model = self.model
+        _, _, h, w = images.shape
+        fields = {
+            "h": int(h),
+            "w": int(w),
+            "r": int(model.r),
+            "k": int(model.num_codes),
+            "c": CODINGS[self.coding],
+            "fp": self.fingerprint(),
+        }
+        out = []
+        with torch.inference_mode():
+            for lo in range(0, images.shape[0], self.batch_size):
+                x = images[lo : lo + self.batch_size].to(self.device).float().div_(255.0)
+                idx = model.encode(x).cpu().numpy()
+                for row in idx:
+                    section = self.encode_indices(row.reshape(-1))
+                    msg = Message(scheme=_WIRE_NAME, fields=fields, sections={"idx": section})
+                    out.append(pack(msg))
+        return out
+
+    def compress(self, image: Tensor, rate: float = 1.0) -> bytes:
+        """uint8 ``(3, H, W)`` -> message bytes."""
+        if not isinstance(image, Tensor) or image.ndim != 3:
+            raise InputError("vqvae: expected a uint8 (3, H, W) image")
+        return self.compress_batch(image.unsqueeze(0), rate)[0]
+
+    # ---------------------------------------------------------------- receiver
+    def _parse(self, data: bytes, erasures: Erasures) -> Decoded:
+        """One message -> its indices (``aux["indices"]`` int64 ``(h, w)``), no decoder run;
+        BitstreamError if anything disagrees with this receiver's model."""
+        from semcom.codec import entropy
+
+        msg = unpack(data, erasures=erasures)
+        msg.expect_scheme(_WIRE_NAME)
+        msg.expect_fields(_FIELDS)
+        model = self.model
+        r, k = int(model.r), int(model.num_codes)
+        h, w = msg.image_size()
+        sent_r = msg.int_field("r", 1, 1 << 16)
+        sent_k = msg.int_field("k", 1, 1 << 32)
+        if (sent_r, sent_k) != (r, k):
+            raise BitstreamError(
+                f"vqvae header: r={sent_r}, K={sent_k}, but this receiver's model has r={r}, K={k}"
+            )
+        if h % r or w % r:
+            raise BitstreamError(
+                f"vqvae header: image {w}x{h} is not a multiple of the model's r={r}"
+            )
+        if h * w > self.max_pixels:
+            raise BitstreamError(
+                f"vqvae header: image {w}x{h} is larger than this receiver's "
+                f"max_pixels={self.max_pixels}"
+            )
+        c = msg.int_field("c", 0, max(CODINGS.values()))
+        coding = next(name for name, i in CODINGS.items() if i == c)
+        self._check_fingerprint(msg.bytes_field("fp", FINGERPRINT_BYTES))
+        msg.expect_sections(["idx"])
+        payload = msg.section("idx", what="codebook indices")
+        gh, gw = h // r, w // r
+        n = gh * gw
+        if coding == "fixed":
+            idx = unpack_fixed(payload, n, fixed_length_bits(k))
+        elif coding == "adaptive":
+            idx = entropy.decode_adaptive(payload, k, n, max_symbols=n)
+        else:
+            idx = entropy.decode_categorical(payload, model.prior.table(), n, max_symbols=n)  # type: ignore[union-attr, operator]
+        if idx.shape != (n,):
+            raise BitstreamError(f"vqvae section 'idx': {idx.size} indices, expected {n}")
+        if n and (int(idx.min()) < 0 or int(idx.max()) >= k):
+            raise BitstreamError(
+                f"vqvae section 'idx': index {int(idx.max())} is out of range for K={k}"
+            )
+        grid = torch.from_numpy(idx.astype(np.int64)).view(gh, gw)
+        stats = {
+            "coding": coding,
+            "grid": f"{gw}x{gh}",
+            "bits_per_index": 8.0 * len(payload) / max(n, 1),
+        }
+        return Decoded(stats=stats, aux={"indices": grid})
+
+    def _run_decoder(self, grids: list[Tensor]) -> list[Tensor]:
+        """Index grids int64 ``(h, w)`` -> uint8 ``(3, h r, w r)``, decoded in batches of
+        one grid size."""
+        model = self.model
+        out: list[Tensor | None] = [None] * len(grids)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, g in enumerate(grids):
+            by_size.setdefault(tuple(g.shape), []).append(i)
+        with torch.inference_mode():
+            for members in by_size.values():
+                for lo in range(0, len(members), self.batch_size):
+                    part = members[lo : lo + self.batch_size]
+                    idx = torch.stack([grids[i] for i in part]).to(self.device)
+                    x_hat = to_uint8(model.decode(idx).float()).cpu()
+                    for j, i in enumerate(part):
+                        out[i] = x_hat[j]
+        return out  # type: ignore[return-value]
+
+    def decompress_batch(
+        self, messages: Sequence[bytes], erasures: Sequence[Erasures] | None = None
+    ) -> list[Decoded | BitstreamError]:
+        """Decode many messages, the decoder run once per ``batch_size`` of them (per grid
+        size); a message that fails comes back as its BitstreamError (not raised)."""
+        if erasures is None:
+            erasures = [()] * len(messages)
+        if len(erasures) != len(messages):
+            raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
+        results: list[Decoded | BitstreamError] = []
+        good: list[int] = []
+        for data, er in zip(messages, erasures, strict=True):
+            try:
+                results.append(self._parse(data, er))
+                good.append(len(results) - 1)
+            except BitstreamError as exc:
+                results.append(exc)
+        if good:
+            parsed = [results[i] for i in good]
+            x_hat = self._run_decoder([d.aux["indices"] for d in parsed])  # type: ignore[union-attr]
+            for d, x in zip(parsed, x_hat, strict=True):
+                d.x_hat = x  # type: ignore[union-attr]
+        return results
+
+    def decompress(self, data: bytes, *, erasures: Erasures = ()) -> Decoded:
+        """Message -> :class:`Decoded` with ``x_hat`` uint8 ``(3, H, W)``, stats ``coding``,
+        ``grid`` and ``bits_per_index`` (of section ``idx``), aux ``indices`` int64
+        ``(H / r, W / r)``.
+
+        Raises:
+            BitstreamError: a damaged message, or one that disagrees with this receiver's
+                model (r, K, weights fingerprint, a grid that is not a multiple of r).
+        """
+        out = self.decompress_batch([data], [erasures])[0]
+        if isinstance(out, BitstreamError):
+            raise out
+        return out
