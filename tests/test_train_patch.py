@@ -112,6 +112,7 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
         "patch-decoder-synth",
         "shape-classifier-ft",
         "vqvae-synth",
+        "gos-vae-synth",
     }
 
 

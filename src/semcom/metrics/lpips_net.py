@@ -38,6 +38,9 @@ _VGG = [(64, 3, 1, 1), (64, 3, 1, 1), "M2,2", (128, 3, 1, 1), (128, 3, 1, 1), "M
         (512, 3, 1, 1), (512, 3, 1, 1), "M2,2", (512, 3, 1, 1), (512, 3, 1, 1),
         (512, 3, 1, 1)]  # fmt: skip
 
+#: The smallest image side each trunk takes (its last tapped layer keeps >= 1 pixel).
+MIN_SIDE = {"alex": 31, "vgg": 16}
+
 #: net -> (layer plan, indices in ``features`` of the tapped ReLUs, file names).
 NETS: dict[str, tuple[list, tuple[int, ...], tuple[str, str]]] = {
     "alex": (_ALEX, (1, 4, 7, 9, 11), ("alexnet_features.safetensors",
@@ -73,8 +76,8 @@ class _Head(nn.Module):
 class LPIPS(nn.Module):
     """The LPIPS network for ``net`` (``"alex"`` or ``"vgg"``); see the module docstring.
 
-    Input: ``x``, ``y`` float ``(N, 3, H, W)`` in ``[0, 1]`` (``H, W >= 16`` for AlexNet,
-    ``>= 32`` for VGG). Output: float32 ``(N,)``.
+    Input: ``x``, ``y`` float ``(N, 3, H, W)`` in ``[0, 1]`` (``H, W >= 31`` for AlexNet,
+    ``>= 16`` for VGG: :data:`MIN_SIDE`; smaller is an InputError). Output: float32 ``(N,)``.
     """
 
     def __init__(self, net: str = "alex") -> None:
@@ -109,6 +112,11 @@ class LPIPS(nn.Module):
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"LPIPS takes two (N, 3, H, W) batches, got {tuple(x.shape)} "
                              f"and {tuple(y.shape)}")  # fmt: skip
+        if min(x.shape[-2:]) < MIN_SIDE[self.net]:
+            raise InputError(
+                f"LPIPS-{self.net} needs images of at least {MIN_SIDE[self.net]} pixels a "
+                f"side, got {tuple(x.shape[-2:])}"
+            )
         total = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
         for k, (fx, fy) in enumerate(zip(self._taps(x), self._taps(y), strict=True)):
             nx = fx / (fx.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)

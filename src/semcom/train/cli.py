@@ -136,6 +136,30 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         help="ft: comma-separated parameter-name prefixes to train, the rest frozen "
         "(e.g. blocks.16,head,classifier for mobilenet-v2); empty: all",
     )
+    v = p.add_argument_group("GOS-VAE (gos-vae-synth; --init: fine-tune a trained VQ-VAE)")
+    v.add_argument(
+        "--segmenter",
+        default="shape-segmenter",
+        metavar="SPEC",
+        help="frozen task model: zoo name or semcom checkpoint, or espnet=PATH (the authors' "
+        "ESPNet CamVid file)",
+    )
+    v.add_argument(
+        "--task-loss",
+        default="jsd",
+        choices=["jsd", "kld", "ce", "none"],
+        help="task term between the segmenter's outputs on the original and the reconstruction",
+    )
+    v.add_argument("--task-weight", type=float, default=1.0, help="weight of the task term")
+    v.add_argument(
+        "--perceptual",
+        default="none",
+        metavar="SPEC",
+        help="perceptual term: lpips-vgg=DIR (the paper's), lpips-alex=DIR (cheaper) or none; "
+        "DIR holds the LPIPS safetensors weights",
+    )
+    v.add_argument("--lpips-weight", type=float, default=1.0, help="weight of the LPIPS term")
+    v.add_argument("--mse-weight", type=float, default=0.0, help="weight of a pixel MSE term")
     s = p.add_argument_group("collaborative server (server-synth)")
     s.add_argument(
         "--edge-attn-frac",
@@ -148,7 +172,8 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         "--init",
         default=None,
         metavar="CKPT",
-        help="start from this checkpoint's weights (same architecture and config)",
+        help="server-synth, gos-vae-synth: start from this checkpoint's weights (same "
+        "architecture and config)",
     )
     d = p.add_argument_group("distillation (vit-distill, server-synth)")
     d.add_argument(
@@ -238,6 +263,16 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
                 distill_weight=args.distill_weight,
                 stem=args.stem,
                 edge_attn_frac=args.edge_attn_frac,
+                init=args.init,
+            )
+        if args.model == "gos-vae-synth":
+            extra = dict(
+                segmenter=args.segmenter,
+                task_loss=args.task_loss,
+                task_weight=args.task_weight,
+                perceptual=args.perceptual,
+                lpips_weight=args.lpips_weight,
+                mse_weight=args.mse_weight,
                 init=args.init,
             )
         if args.model == "vit-distill":

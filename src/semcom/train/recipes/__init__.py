@@ -11,7 +11,9 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   :class:`DistillRecipe` (``vit-distill``, from a teacher judge),
   :class:`PatchDecoderRecipe` (``patch-decoder-synth``), :class:`FinetuneRecipe`
   (``shape-classifier-ft``), by name in :data:`PATCH_MODELS`; with them, on the same
-  settings, :class:`VQVAERecipe` (``vqvae-synth``, :mod:`.vqvae`: a VQ-VAE image codec).
+  settings, :class:`VQVAERecipe` (``vqvae-synth``, :mod:`.vqvae`: a VQ-VAE image codec) and
+  :class:`GosVaeRecipe` (``gos-vae-synth``, :mod:`.gos_vae`: one trained to imitate a
+  frozen segmenter).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from semcom.train.recipes.base import Batch, Recipe
 from semcom.train.recipes.classifier import ClassifierRecipe
 from semcom.train.recipes.distill import DistillRecipe
 from semcom.train.recipes.finetune import FinetuneRecipe
+from semcom.train.recipes.gos_vae import GosVaeRecipe
 from semcom.train.recipes.patch import PatchRecipe
 from semcom.train.recipes.patch_decoder import PatchDecoderRecipe
 from semcom.train.recipes.segmenter import SegmenterRecipe
@@ -41,6 +44,7 @@ __all__ = [
     "ClassifierRecipe",
     "DistillRecipe",
     "FinetuneRecipe",
+    "GosVaeRecipe",
     "PatchDecoderRecipe",
     "PatchRecipe",
     "Recipe",
@@ -65,6 +69,7 @@ PATCH_MODELS: dict[str, type[PatchRecipe]] = {
         PatchDecoderRecipe,
         FinetuneRecipe,
         VQVAERecipe,
+        GosVaeRecipe,
     )
 }
 #: the task-model recipes by the task a model declares
