@@ -134,3 +134,42 @@ def test_lpips_refuses_images_smaller_than_its_trunk_takes() -> None:
     with pytest.raises(InputError, match="at least 31"):
         LPIPS("alex")(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     assert LPIPS("vgg")(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)).shape == (1,)
+
+
+def test_gos_vae_scheme_is_the_vqvae_receiver_as_the_proposed_scheme(tmp_path: Path) -> None:
+    from semcom.data.synthetic import SyntheticWorld
+    from semcom.models.registry import create_model
+    from semcom.schemes import create_receiver, create_scheme
+
+    torch.manual_seed(0)
+    vq = create_model("vqvae", **VQ_KW).eval()
+    path = tmp_path / "g.safetensors"
+    save_checkpoint(vq, path, name="vqvae")
+    sch = create_scheme(f"gos-vae[model={path},coding=adaptive]")
+    assert sch.role == "proposed" and sch.name == "gos-vae"
+    img = SyntheticWorld(size=16).generate(range(1)).images[0]
+    msg = sch.compress(img, 1)
+    plain = create_scheme(f"vqvae[model={path},coding=adaptive]")
+    assert torch.equal(plain.decompress(msg).x_hat, sch.decompress(msg).x_hat)
+    assert "gos-vae-synth" in (create_scheme("gos-vae").unavailable_reason() or "gos-vae-synth")
+    assert type(create_receiver("vqvae")).__name__ == "VQVAEScheme"
+
+
+def test_auto_coding_sends_the_shorter_of_prior_and_adaptive(tmp_path: Path) -> None:
+    from semcom.data.synthetic import SyntheticWorld
+    from semcom.models.registry import create_model
+    from semcom.schemes import create_scheme
+
+    torch.manual_seed(0)
+    vq = create_model("vqvae", **VQ_KW).eval()
+    imgs = SyntheticWorld(size=16).generate(range(4)).images
+    with torch.no_grad():
+        vq.fit_prior(vq.encode(imgs.float() / 255))
+    schemes = {c: create_scheme("vqvae", model=vq, coding=c) for c in ("prior", "adaptive", "auto")}
+    for img in imgs:
+        sizes = {c: len(s.compress(img, 1)) for c, s in schemes.items()}
+        assert sizes["auto"] == min(sizes["prior"], sizes["adaptive"])
+        back = schemes["prior"].decompress(schemes["auto"].compress(img, 1))
+        assert torch.equal(
+            back.x_hat, schemes["prior"].decompress(schemes["prior"].compress(img, 1)).x_hat
+        )

@@ -13,7 +13,9 @@ Index coding (``coding=``):
   padded to a whole byte (the comparison without entropy coding);
 * ``"adaptive"`` -- an adaptive Krichevsky-Trofimov model
   (:func:`semcom.codec.entropy.encode_adaptive`): no prior, learns the image's own
-  index statistics as it goes.
+  index statistics as it goes;
+* ``"auto"`` -- per message, the shorter of ``prior`` and ``adaptive`` (the header's
+  ``c`` says which one the receiver decodes).
 
 The rate is fixed by the model (``r``, ``K``, the prior): the scheme has one setting,
 ``1``; another rate is another model (``vqvae[model=PATH]``).
@@ -112,8 +114,8 @@ class VQVAEScheme(Scheme):
         model: the codec -- a :class:`~semcom.models.vqvae.VQVAE` instance, a zoo name or
             a checkpoint path (loaded at first use); both ends must hold the same weights.
         coding: index coding, ``"prior"`` (range coder with the model's static prior),
-            ``"fixed"`` (ceil(log2 K) bits per index) or ``"adaptive"`` (adaptive model,
-            no prior).
+            ``"fixed"`` (ceil(log2 K) bits per index), ``"adaptive"`` (adaptive model,
+            no prior) or ``"auto"`` (the shorter of prior and adaptive, per message).
         batch_size: images per encoder / decoder forward.
         max_pixels: largest image (H x W pixels) sent or received; a message declaring a
             larger one is refused before anything is allocated.
@@ -140,8 +142,10 @@ class VQVAEScheme(Scheme):
         device: str | torch.device = "cpu",
         check_models: bool = True,
     ) -> None:
-        if coding not in CODINGS:
-            raise InputError(f"vqvae: coding must be one of {sorted(CODINGS)}, got {coding!r}")
+        if coding not in (*CODINGS, "auto"):
+            raise InputError(
+                f"vqvae: coding must be one of {', '.join([*CODINGS, 'auto'])}, got {coding!r}"
+            )
         for what, value in (("batch_size", batch_size), ("max_pixels", max_pixels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"vqvae: {what} must be a positive int, got {value!r}")
@@ -179,7 +183,7 @@ class VQVAEScheme(Scheme):
                 raise InputError(
                     f"vqvae: model {type(model).__name__} is not a VQ-VAE (no {attr!r})"
                 )
-        if self.coding == "prior":
+        if self.coding in ("prior", "auto"):
             model.prior.table()  # type: ignore[union-attr, operator] - InputError if broken
         return model.to(self.device).eval()
 
@@ -267,18 +271,28 @@ class VQVAEScheme(Scheme):
             raise InputError(f"vqvae: image is {problem}")
         return images
 
-    def encode_indices(self, indices: np.ndarray) -> bytes:
+    def encode_indices(self, indices: np.ndarray, coding: str | None = None) -> bytes:
         """Section ``idx`` of one message: indices int ``(n,)`` in ``[0, K)`` coded as
-        :attr:`coding` says."""
+        ``coding`` (default :attr:`coding`; ``"auto"``: see :meth:`choose_coding`) says."""
         from semcom.codec import entropy
 
+        coding = coding or self.coding
+        if coding == "auto":
+            return self.choose_coding(indices)[1]
         model = self.model
         k = int(model.num_codes)
-        if self.coding == "fixed":
+        if coding == "fixed":
             return pack_fixed(indices, fixed_length_bits(k))
-        if self.coding == "adaptive":
+        if coding == "adaptive":
             return entropy.encode_adaptive(indices, k)
         return entropy.encode_categorical(indices, model.prior.table())  # type: ignore[union-attr, operator]
+
+    def choose_coding(self, indices: np.ndarray) -> tuple[str, bytes]:
+        """``coding=auto``: the shorter of the static-prior and the adaptive codings of
+        ``indices`` (the header's ``c`` says which; ties go to the prior)."""
+        prior = self.encode_indices(indices, "prior")
+        adaptive = self.encode_indices(indices, "adaptive")
+        return ("adaptive", adaptive) if len(adaptive) < len(prior) else ("prior", prior)
 
     def compress_batch(self, images: Tensor, rate: float) -> list[bytes]:
         """uint8 ``(N, 3, H, W)`` -> N messages (one encoder forward per ``batch_size``)."""
@@ -291,7 +305,7 @@ class VQVAEScheme(Scheme):
             "w": int(w),
             "r": int(model.r),
             "k": int(model.num_codes),
-            "c": CODINGS[self.coding],
+            "c": 0,
             "fp": self.fingerprint(),
         }
         out = []
@@ -300,7 +314,12 @@ class VQVAEScheme(Scheme):
                 x = images[lo : lo + self.batch_size].to(self.device).float().div_(255.0)
                 idx = model.encode(x).cpu().numpy()
                 for row in idx:
-                    section = self.encode_indices(row.reshape(-1))
+                    flat = row.reshape(-1)
+                    if self.coding == "auto":
+                        coding, section = self.choose_coding(flat)
+                    else:
+                        coding, section = self.coding, self.encode_indices(flat)
+                    fields["c"] = CODINGS[coding]
                     msg = Message(scheme=_WIRE_NAME, fields=fields, sections={"idx": section})
                     out.append(pack(msg))
         return out
@@ -420,3 +439,20 @@ class VQVAEScheme(Scheme):
         if isinstance(out, BitstreamError):
             raise out
         return out
+
+
+@register_scheme("gos-vae")
+class GosVaeScheme(VQVAEScheme):
+    """GOS-VAE (Chao et al.): the same messages and receiver as :class:`VQVAEScheme`
+    (wire id ``vqvae``), with a VQ-VAE trained to imitate a frozen segmenter
+    (``gos-vae-synth``, :mod:`semcom.train.recipes.gos_vae`); the proposed scheme of
+    its family in reports. ``model=`` names the checkpoint (default the zoo's
+    ``gos-vae-synth``)."""
+
+    name: ClassVar[str] = "gos-vae"
+    wire_name: ClassVar[str] = _WIRE_NAME
+    role: ClassVar[str] = "proposed"
+    family: ClassVar[str] = "gos-vae"
+
+    def __init__(self, model: nn.Module | str = "gos-vae-synth", **kw: Any) -> None:
+        super().__init__(model, **kw)
