@@ -48,21 +48,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from semcom.data.folders import CAMVID_CLASSES
 from semcom.models.espnet import MEAN_BGR, STD_BGR, ESPNet, load_espnet
 
-CLASSES = (
-    "sky",
-    "building",
-    "pole",
-    "road",
-    "pavement",
-    "tree",
-    "sign/symbol",
-    "fence",
-    "car",
-    "pedestrian",
-    "bicyclist",
-)
+CLASSES = CAMVID_CLASSES
 NC = len(CLASSES)
 
 _MB = torch.tensor(MEAN_BGR).view(1, 3, 1, 1)

@@ -162,6 +162,29 @@ class SingleMessageReceiver(Receiver):
         return self.accept(self.scheme.decompress(data, erasures=erasures))
 
 
+def parse_each(
+    parse: Callable[[bytes, Erasures], Decoded],
+    messages: Sequence[bytes],
+    erasures: Sequence[Erasures] | None,
+) -> tuple[list[Decoded | BitstreamError], list[int]]:
+    """``parse(message, erasures)`` of every message: the results (a message's
+    BitstreamError in its place, not raised) and the positions of those that parsed --
+    the first half of a batched receiver, before its one model call."""
+    if erasures is None:
+        erasures = [()] * len(messages)
+    if len(erasures) != len(messages):
+        raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
+    results: list[Decoded | BitstreamError] = []
+    good: list[int] = []
+    for data, er in zip(messages, erasures, strict=True):
+        try:
+            results.append(parse(data, er))
+            good.append(len(results) - 1)
+        except BitstreamError as exc:
+            results.append(exc)
+    return results, good
+
+
 def receive_all(
     scheme: Scheme,
     receivers: Sequence[Receiver],

@@ -81,7 +81,13 @@ from semcom.patches.codec import (
 )
 from semcom.patches.grid import patchify, unpatchify
 from semcom.patches.selection import Rate, SelectionRule, create_rule
-from semcom.schemes.base import Erasures, Scheme, register_receiver, register_variant
+from semcom.schemes.base import (
+    Erasures,
+    Scheme,
+    parse_each,
+    register_receiver,
+    register_variant,
+)
 from semcom.schemes.session import Decoded
 
 __all__ = [
@@ -544,21 +550,8 @@ class PatchScheme(Scheme):
     def _parse_all(
         self, messages: Sequence[bytes], erasures: Sequence[Erasures] | None
     ) -> tuple[list[Decoded | BitstreamError], list[int]]:
-        """:meth:`_parse` of every message: the results (a message's BitstreamError in its
-        place) and the positions of those that parsed."""
-        if erasures is None:
-            erasures = [()] * len(messages)
-        if len(erasures) != len(messages):
-            raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
-        results: list[Decoded | BitstreamError] = []
-        good: list[int] = []
-        for data, er in zip(messages, erasures, strict=True):
-            try:
-                results.append(self._parse(data, er))
-                good.append(len(results) - 1)
-            except BitstreamError as e:
-                results.append(e)
-        return results, good
+        """:meth:`_parse` of every message (:func:`~semcom.schemes.base.parse_each`)."""
+        return parse_each(self._parse, messages, erasures)
 
     def _receiving_grid(self) -> tuple[int, int]:
         """``(img_size, patch_size)`` the receiver expects messages to have."""

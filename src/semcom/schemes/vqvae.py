@@ -52,7 +52,7 @@ from semcom.codec.container import Message, pack, unpack
 from semcom.data.convert import to_uint8
 from semcom.errors import BitstreamError, InputError
 from semcom.models.fingerprint import FINGERPRINT_BYTES
-from semcom.schemes.base import Erasures, Scheme, register_scheme
+from semcom.schemes.base import Erasures, Scheme, parse_each, register_scheme
 from semcom.schemes.session import Decoded
 
 __all__ = [
@@ -407,18 +407,7 @@ class VQVAEScheme(Scheme):
     ) -> list[Decoded | BitstreamError]:
         """Decode many messages, the decoder run once per ``batch_size`` of them (per grid
         size); a message that fails comes back as its BitstreamError (not raised)."""
-        if erasures is None:
-            erasures = [()] * len(messages)
-        if len(erasures) != len(messages):
-            raise InputError(f"{len(erasures)} erasure lists for {len(messages)} messages")
-        results: list[Decoded | BitstreamError] = []
-        good: list[int] = []
-        for data, er in zip(messages, erasures, strict=True):
-            try:
-                results.append(self._parse(data, er))
-                good.append(len(results) - 1)
-            except BitstreamError as exc:
-                results.append(exc)
+        results, good = parse_each(self._parse, messages, erasures)
         if good:
             parsed = [results[i] for i in good]
             x_hat = self._run_decoder([d.aux["indices"] for d in parsed])  # type: ignore[union-attr]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semcom.errors import InputError
 from semcom.models.patch_decoder import keep_mask_to_pixels
 from semcom.patches import RandomK, Rate, TopK
 from semcom.train.sources import eval_batches
@@ -63,6 +64,22 @@ def load_frozen(spec: str | os.PathLike[str] | nn.Module) -> nn.Module:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    return model
+
+
+def init_from(model: nn.Module, spec: str | os.PathLike[str]) -> nn.Module:
+    """``model`` with the weights of checkpoint / zoo model ``spec`` (``--init``): same
+    class and config, every key (strict); InputError naming what differs otherwise."""
+    from semcom.models.zoo import load_model
+
+    src = load_model(str(spec))
+    if type(src) is not type(model) or getattr(src, "config", None) != model.config:
+        raise InputError(
+            f"--init {spec}: a {type(src).__name__} with config "
+            f"{getattr(src, 'config', None)}, not this run's {type(model).__name__} "
+            f"{getattr(model, 'config', None)}"
+        )
+    model.load_state_dict(src.state_dict(), strict=True)
     return model
 
 

@@ -140,15 +140,9 @@ class GosVaeRecipe(VQVAERecipe):
     def build(self) -> nn.Module:
         model = super().build()
         if self.cfg["init"]:
-            from semcom.models.zoo import load_model
+            from semcom.train.patch import init_from
 
-            src = load_model(self.cfg["init"])
-            if type(src) is not type(model) or getattr(src, "config", None) != model.config:
-                raise InputError(
-                    f"--init {self.cfg['init']}: a {type(src).__name__} with config "
-                    f"{getattr(src, 'config', None)}, not this run's {model.config}"
-                )
-            model.load_state_dict(src.state_dict(), strict=True)
+            init_from(model, self.cfg["init"])
         return model
 
     def prepare(self) -> None:

@@ -123,20 +123,10 @@ class ServerRecipe(VitRecipe):
         return model
 
     def _init(self, model: nn.Module) -> nn.Module:
-        """``model`` with the weights of the ``init`` checkpoint (same architecture and
-        config, strict), when one is given."""
-        if not self.cfg["init"]:
-            return model
-        from semcom.models.zoo import load_model
+        """``model`` with the ``init`` checkpoint's weights, when one is given."""
+        from semcom.train.patch import init_from
 
-        src = load_model(self.cfg["init"])
-        if type(src) is not type(model) or getattr(src, "config", None) != model.config:
-            raise InputError(
-                f"--init {self.cfg['init']}: a {type(src).__name__} with config "
-                f"{getattr(src, 'config', None)}, not this run's {self.cfg['arch']} {model.config}"
-            )
-        model.load_state_dict(src.state_dict(), strict=True)
-        return model
+        return init_from(model, self.cfg["init"]) if self.cfg["init"] else model
 
     def prepare(self) -> None:
         super().prepare()
