@@ -32,6 +32,7 @@ __all__ = [
     "ModelMismatchError",
     "combine",
     "describe_fingerprint",
+    "mismatch_error",
     "spec_fingerprint",
     "weights_sha256",
     "zoo_name_of",
@@ -107,3 +108,17 @@ def describe_fingerprint(fingerprint: bytes, source: str | None = None) -> str:
     name = zoo_name_of(fingerprint)
     where = source or (f"zoo: {name}" if name else "not in the zoo")
     return f"{fingerprint.hex()} ({where})"
+
+
+def mismatch_error(
+    sent: bytes, own: bytes, own_source: str, what: str, spec_hint: str
+) -> ModelMismatchError:
+    """The error a receiver raises when a message's fingerprint ``sent`` is not its own
+    ``own``: both described, and how to decode it (``spec_hint``, e.g.
+    ``"patch-mean[decoder=PATH]"``)."""
+    mine = describe_fingerprint(own, own_source)
+    return ModelMismatchError(
+        f"message was made for {what} weights {describe_fingerprint(sent)}, this receiver "
+        f"holds {mine}; decode it with the sender's model (--scheme '{spec_hint}') or "
+        "check_models=false"
+    )

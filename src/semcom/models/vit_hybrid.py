@@ -310,44 +310,34 @@ class HybridVisionTransformer(VisionTransformer):
         super().__init__(**kw)
         if stem not in STEMS:
             raise InputError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+        if stem_widths is not None and stem != "shape-cnn":
+            raise InputError("stem_widths is for a shape-cnn stem only")
+        size = dict(stem_blocks=stem_blocks, stem_input_size=stem_input_size)
+        grid = self.grid_size
+        # each replaces the pixel projection in place (same slot, so the key order holds)
         if stem == "shape-cnn":
             widths = (
                 list(stem_widths) if stem_widths is not None else [24, 32, 64][: stem_blocks + 1]
             )
-            self.patch_embed = ShapeStem(
-                self.embed_dim, stem_blocks, stem_input_size, widths, self.grid_size
+            embed: nn.Module = ShapeStem(self.embed_dim, stem_blocks, stem_input_size, widths, grid)
+            extra: dict[str, Any] = {"stem_widths": widths}
+        elif stem == "conv":
+            embed = ConvStem(self.embed_dim, stem_blocks, stem_input_size, stem_width, grid)
+            extra = {"stem_width": stem_width}
+        else:
+            if (
+                isinstance(stem_width, bool)
+                or not isinstance(stem_width, (int, float))
+                or not math.isfinite(stem_width)
+                or not 0 < stem_width <= 4
+            ):
+                raise InputError(f"stem_width must be a number in (0, 4], got {stem_width!r}")
+            embed = MobileNetStem(
+                self.embed_dim, stem_blocks, stem_input_size, float(stem_width), grid
             )
-            self.config.update(
-                stem=stem, stem_blocks=stem_blocks, stem_input_size=stem_input_size,
-                stem_widths=widths,
-            )  # fmt: skip
-            return
-        if stem_widths is not None:
-            raise InputError("stem_widths is for a shape-cnn stem only")
-        if stem == "conv":
-            self.patch_embed = ConvStem(
-                self.embed_dim, stem_blocks, stem_input_size, stem_width, self.grid_size
-            )
-            self.config.update(
-                stem=stem, stem_blocks=stem_blocks, stem_input_size=stem_input_size,
-                stem_width=stem_width,
-            )  # fmt: skip
-            return
-        if (
-            isinstance(stem_width, bool)
-            or not isinstance(stem_width, (int, float))
-            or not math.isfinite(stem_width)
-            or not 0 < stem_width <= 4
-        ):
-            raise InputError(f"stem_width must be a number in (0, 4], got {stem_width!r}")
-        # replaces the pixel projection in place (same slot, so the key order holds)
-        self.patch_embed = MobileNetStem(
-            self.embed_dim, stem_blocks, stem_input_size, float(stem_width), self.grid_size
-        )
-        self.config.update(
-            stem=stem, stem_blocks=stem_blocks, stem_input_size=stem_input_size,
-            stem_width=float(stem_width),
-        )  # fmt: skip
+            extra = {"stem_width": float(stem_width)}
+        self.patch_embed = embed
+        self.config.update(stem=stem, **size, **extra)
 
     def _embed(self, x: Tensor, keep: Tensor | None) -> Tensor:
         if keep is not None:  # blank the dropped patches first (the stem sees neighbours)

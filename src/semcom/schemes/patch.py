@@ -352,15 +352,10 @@ class PatchScheme(Scheme):
         own = self.decoder_fingerprint()
         if own is None or own == sent:
             return  # a receiver without a decoder shows the received patches as they are
-        from semcom.models.fingerprint import ModelMismatchError, describe_fingerprint
+        from semcom.models.fingerprint import mismatch_error
 
-        mine = describe_fingerprint(own, self._decoder_source())
         what = self.receiver_model
-        raise ModelMismatchError(
-            f"message was made for {what} weights {describe_fingerprint(sent)}, this "
-            f"receiver holds {mine}; decode it with the sender's {what} "
-            f"(--scheme '{self.name}[{what}=PATH]') or check_models=false"
-        )
+        raise mismatch_error(sent, own, self._decoder_source(), what, f"{self.name}[{what}=PATH]")
 
     # ------------------------------------------------------------------ rates
     def validate_rate(self, rate: float) -> float:

@@ -218,13 +218,10 @@ class VQVAEScheme(Scheme):
     def _check_fingerprint(self, sent: bytes) -> None:
         if not self.check_models or sent == self.fingerprint():
             return
-        from semcom.models.fingerprint import ModelMismatchError, describe_fingerprint
+        from semcom.models.fingerprint import mismatch_error
 
-        mine = describe_fingerprint(self.fingerprint(), self._source())
-        raise ModelMismatchError(
-            f"message was made for VQ-VAE weights {describe_fingerprint(sent)}, this "
-            f"receiver holds {mine}; decode it with the sender's model "
-            f"(--scheme '{self.name}[model=PATH]') or check_models=false"
+        raise mismatch_error(
+            sent, self.fingerprint(), self._source(), "VQ-VAE", f"{self.name}[model=PATH]"
         )
 
     # ------------------------------------------------------------------ rates

@@ -187,10 +187,12 @@ class ServerRecipe(VitRecipe):
         keep = random_keep(x.shape[0], p, k)
         if self.vit is not None and c["edge_attn_frac"] > 0:
             # some rows keep the edge's top-k attention patches: the subsets it will send
+            from semcom.train.patch import cls_attention
+
             with torch.no_grad():
-                pv, att, _ = self.attend(x)
-            if pv != p:
-                raise InputError(f"--vit has {pv} patches, the server {p}")
+                att = cls_attention(self.vit, x)
+            if att.shape[1] != p:
+                raise InputError(f"--vit has {att.shape[1]} patches, the server {p}")
             rows = torch.rand(x.shape[0]) < c["edge_attn_frac"]
             keep = torch.where(rows[:, None], att.topk(k, dim=1).indices, keep)
         if not _is_vit(model):  # a classifier server: the unsent patches are black
