@@ -185,6 +185,35 @@ def decode_categorical(
     return _decode(words, what, body).astype(np.int64)
 
 
+def decode_chunked(
+    data: bytes,
+    sizes: list[int],
+    probs: Callable[[int, np.ndarray | None], np.ndarray],
+    *,
+    what: str = "chunked stream",
+) -> np.ndarray:
+    """Decode a stream of :func:`encode_categorical` whose per-symbol tables depend on the
+    symbols decoded before (a context model): chunk ``i`` has ``sizes[i]`` symbols and the
+    tables ``probs(i, previous_chunk)`` (shape ``(sizes[i], K)``; ``previous_chunk`` is
+    chunk ``i - 1``'s symbols, ``None`` for the first). Returns every symbol (int64), in
+    order; BitstreamError if the stream does not decode or has trailing data."""
+    total = sum(int(n) for n in sizes)
+    _check_count(total, DEFAULT_MAX_SYMBOLS)
+    words = _to_words(data)
+
+    def body(dec: Any) -> np.ndarray:
+        out, prev = [], None
+        for i, n in enumerate(sizes):
+            p = _check_probs(probs(i, prev))
+            if p.ndim != 2 or p.shape[0] != n:
+                raise InputError(f"{what}: chunk {i} needs {n} probability rows, got {p.shape}")
+            prev = np.asarray(dec.decode(_Categorical(perfect=False), p), dtype=np.int64)
+            out.append(prev)
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    return _decode(words, what, body).astype(np.int64)
+
+
 # --------------------------------------------------------------------------- adaptive
 
 

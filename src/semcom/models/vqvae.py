@@ -81,6 +81,8 @@ Stable state-dict keys::
     decoder.out.weight, decoder.out.bias
     prior.probs            float32 (K,)     the static prior (sums to 1)
     prior.count            float64 ()       indices it was fitted on (0: not fitted, uniform)
+    context.*              (context > 0 only) the context-adaptive prior's keys,
+                           :mod:`semcom.models.index_context`
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semcom.errors import InputError
+from semcom.models.index_context import MAX_HIDDEN, IndexContext
 from semcom.models.registry import register_model
 
 __all__ = [
@@ -422,6 +425,9 @@ class VQVAE(nn.Module):
         eps: Laplace smoothing of the EMA counts (``> 0``).
         dead_after: training steps without an assignment after which a code is
             re-seeded from the batch, ``1..2**20``.
+        context: hidden width of the context-adaptive index prior
+            (:mod:`semcom.models.index_context`, submodule ``context``), ``0..1024``;
+            0 (default): none, only the static prior.
 
     Raises:
         InputError: a config value out of these bounds (named in the message).
@@ -441,6 +447,7 @@ class VQVAE(nn.Module):
         decay: float = DECAY,
         eps: float = 1e-5,
         dead_after: int = 32,
+        context: int = 0,
     ) -> None:
         super().__init__()
         r = _int("r", r, 0, 1 << 20)
@@ -480,11 +487,13 @@ class VQVAE(nn.Module):
             "decay": decay,
             "eps": eps,
             "dead_after": dead_after,
+            "context": _int("context", context, 0, MAX_HIDDEN),
         }
         self.encoder = _Encoder(widths, code_dim, depth, variant)
         self.quantizer = VectorQuantizerEMA(K, code_dim, decay, eps, dead_after)
         self.decoder = _Decoder(widths, code_dim, depth, variant)
         self.prior = IndexPrior(K)
+        self.context = IndexContext(K, context) if context else None
 
     @property
     def K(self) -> int:  # noqa: N802 - the paper's name
@@ -582,6 +591,14 @@ class VQVAE(nn.Module):
         for part in parts:
             counts += self.index_counts(part)
         return self.prior.fit(counts, alpha)
+
+    def fit_context(self, grids: Iterable[Tensor], **kw: Any) -> dict[str, float]:
+        """Train the context model (:meth:`IndexContext.fit`, keyword arguments passed on)
+        on index grids (int ``(N, h, w)`` each, e.g. a training set's :meth:`encode`
+        outputs); InputError if the model has none (``context=0``)."""
+        if self.context is None:
+            raise InputError("this VQ-VAE has no context model (build it with context > 0)")
+        return self.context.fit(grids, **kw)
 
     def bits_per_index(self, indices: Tensor) -> float:
         """Mean ideal code length of ``indices`` under the static prior, in bits

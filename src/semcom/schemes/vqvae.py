@@ -14,8 +14,20 @@ Index coding (``coding=``):
 * ``"adaptive"`` -- an adaptive Krichevsky-Trofimov model
   (:func:`semcom.codec.entropy.encode_adaptive`): no prior, learns the image's own
   index statistics as it goes;
-* ``"auto"`` -- per message, the shorter of ``prior`` and ``adaptive`` (the header's
-  ``c`` says which one the receiver decodes).
+* ``"context"`` -- the model's context-adaptive prior (:mod:`semcom.models.index_context`:
+  each index given its left, upper, upper-left and upper-right neighbours, computed in
+  fixed point so both ends agree bit for bit); needs a VQ-VAE built with ``context > 0``;
+* ``"auto"`` -- per message, the shortest of ``prior``, ``adaptive`` and (when the model
+  has a fitted one) ``context`` (the header's ``c`` says which one the receiver decodes).
+
+Slices and concealment (lossy channels): with ``slice_rows=S`` the index grid is cut into
+slices of ``S`` rows, each coded on its own in its own section (its own CRC; the context
+model sees nothing above a slice's first row), so a lost or corrupted packet costs only
+the slices it touched. A receiver with ``conceal="prior"`` fills a lost slice with the
+static prior's most probable index, with ``conceal="above"`` with copies of the last row
+decoded above it (the prior's mode where there is none); ``conceal="none"`` (default)
+refuses any damaged message. Each slice costs its section entry and CRC (about 7 bytes)
+and the range coder's flush.
 
 The rate is fixed by the model (``r``, ``K``, the prior): the scheme has one setting,
 ``1``; another rate is another model (``vqvae[model=PATH]``).
@@ -25,16 +37,22 @@ Message (scheme id of ``"vqvae"``; see ``docs/architecture.md`` for the containe
     fields   h, w   image size, multiples of r; h * w <= the receiver's max_pixels
              r      the model's downsampling factor (must equal the receiver's)
              k      the codebook size K (must equal the receiver's)
-             c      index coding: 0 prior, 1 fixed, 2 adaptive
+             c      index coding: 0 prior, 1 fixed, 2 adaptive, 3 context
              fp     the first 4 bytes of the model weights' sha256
                     (:mod:`semcom.models.fingerprint`); a receiver holding other weights
                     refuses the message (unless check_models=false)
-    sections idx    the (h / r) * (w / r) indices, row-major, coded as ``c`` says
+             s      (sliced messages only) rows of the index grid per slice
+    sections idx    the (h / r) * (w / r) indices, row-major (context: wavefront order),
+                    coded as ``c`` says -- or, with ``s``, sections s0, s1, ... one per
+                    slice of ``s`` rows
 
 The receiver checks every field against its model, decodes exactly ``(h / r) * (w / r)``
-indices (every byte of ``idx`` consumed; fixed coding: the exact length, indices below
-K, zero padding) and raises :class:`~semcom.errors.BitstreamError` naming what differs;
-nothing of a damaged message is usable (no partial decoding).
+indices (every byte of each section consumed; fixed coding: the exact length, indices
+below K, zero padding) and raises :class:`~semcom.errors.BitstreamError` naming what
+differs; without concealment nothing of a damaged message is usable (no partial
+decoding). With concealment, a damaged header still loses the message; a slice that is
+erased, fails its CRC or does not decode is concealed, and ``stats["slices_lost"]`` says
+how many were.
 """
 
 from __future__ import annotations
@@ -57,6 +75,7 @@ from semcom.schemes.session import Decoded
 
 __all__ = [
     "CODINGS",
+    "CONCEALMENTS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MODEL",
     "VQVAEScheme",
@@ -66,7 +85,9 @@ __all__ = [
 ]
 
 #: Index coding -> header id (field ``c``).
-CODINGS: dict[str, int] = {"prior": 0, "fixed": 1, "adaptive": 2}
+CODINGS: dict[str, int] = {"prior": 0, "fixed": 1, "adaptive": 2, "context": 3}
+#: Concealment of lost slices at the receiver.
+CONCEALMENTS = ("none", "prior", "above")
 #: Zoo name of the model loaded when none is given.
 DEFAULT_MODEL = "vqvae-synth"
 #: Largest image (pixels) the receiver decodes by default: the decoder's activations
@@ -122,6 +143,11 @@ class VQVAEScheme(Scheme):
         device: torch device of the model.
         check_models: the receiver refuses (ModelMismatchError) a message whose fp field
             names other model weights than its own; false decodes it anyway.
+        slice_rows: rows of the index grid per independently coded slice (transmitter);
+            0 (default): the whole grid in one section.
+        conceal: what the receiver does with a lost or damaged slice: ``"none"``
+            (refuse the message), ``"prior"`` (the static prior's most probable index) or
+            ``"above"`` (copies of the row above it).
     """
 
     name: ClassVar[str] = "vqvae"
@@ -141,6 +167,8 @@ class VQVAEScheme(Scheme):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         device: str | torch.device = "cpu",
         check_models: bool = True,
+        slice_rows: int = 0,
+        conceal: str = "none",
     ) -> None:
         if coding not in (*CODINGS, "auto"):
             raise InputError(
@@ -149,6 +177,14 @@ class VQVAEScheme(Scheme):
         for what, value in (("batch_size", batch_size), ("max_pixels", max_pixels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"vqvae: {what} must be a positive int, got {value!r}")
+        if isinstance(slice_rows, bool) or not isinstance(slice_rows, int) or slice_rows < 0:
+            raise InputError(f"vqvae: slice_rows must be an int >= 0, got {slice_rows!r}")
+        if conceal not in CONCEALMENTS:
+            raise InputError(
+                f"vqvae: conceal must be one of {', '.join(CONCEALMENTS)}, got {conceal!r}"
+            )
+        self.slice_rows = slice_rows
+        self.conceal = conceal
         if not isinstance(model, (str, Path, nn.Module)):
             raise InputError(
                 f"vqvae: model must be a VQVAE, a zoo name or a path, got {type(model).__name__}"
@@ -185,7 +221,15 @@ class VQVAEScheme(Scheme):
                 )
         if self.coding in ("prior", "auto"):
             model.prior.table()  # type: ignore[union-attr, operator] - InputError if broken
+        if self.coding == "context":
+            from semcom.models.index_context import _check_context
+
+            _check_context(getattr(model, "context", None))
         return model.to(self.device).eval()
+
+    def _has_context(self) -> bool:
+        ctx = getattr(self.model, "context", None)
+        return ctx is not None and bool(ctx.fitted)
 
     @property
     def model(self) -> nn.Module:
@@ -243,6 +287,8 @@ class VQVAEScheme(Scheme):
         spec = self._spec
         name = spec if isinstance(spec, str) else str(getattr(spec, "semcom_name", "vqvae"))
         out: dict[str, Any] = {**super().settings(rate), "model": name, "coding": self.coding}
+        if self.slice_rows:
+            out["slice_rows"] = self.slice_rows
         if self._model is not None:
             out.update(r=int(self._model.r), K=int(self._model.num_codes))
         return out
@@ -269,24 +315,45 @@ class VQVAEScheme(Scheme):
         return images
 
     def encode_indices(self, indices: np.ndarray, coding: str | None = None) -> bytes:
-        """Section ``idx`` of one message: indices int ``(n,)`` in ``[0, K)`` coded as
-        ``coding`` (default :attr:`coding`; ``"auto"``: see :meth:`choose_coding`) says."""
+        """One section of indices int ``(n,)`` in ``[0, K)``, coded as ``coding`` says
+        (default :attr:`coding`; ``"prior"``, ``"fixed"`` or ``"adaptive"``: the codings
+        of a flat sequence -- the context coding needs the grid, :meth:`encode_grid`)."""
         from semcom.codec import entropy
 
         coding = coding or self.coding
-        if coding == "auto":
-            return self.choose_coding(indices)[1]
         model = self.model
         k = int(model.num_codes)
         if coding == "fixed":
             return pack_fixed(indices, fixed_length_bits(k))
         if coding == "adaptive":
             return entropy.encode_adaptive(indices, k)
-        return entropy.encode_categorical(indices, model.prior.table())  # type: ignore[union-attr, operator]
+        if coding == "prior":
+            return entropy.encode_categorical(indices, model.prior.table())  # type: ignore[union-attr, operator]
+        raise InputError(f"vqvae: encode_indices codes prior, fixed or adaptive, not {coding!r}")
+
+    def encode_grid(self, grid: np.ndarray, coding: str | None = None) -> tuple[str, list[bytes]]:
+        """The sections of one index grid int ``(h, w)``: ``(coding used, one byte string
+        per slice of slice_rows rows)``; ``coding`` defaults to :attr:`coding`, and
+        ``"auto"`` picks the shortest in total (ties: prior, then adaptive, then context)."""
+        coding = coding or self.coding
+        if coding == "auto":
+            options = ["prior", "adaptive"] + (["context"] if self._has_context() else [])
+            coded = [self.encode_grid(grid, c) for c in options]
+            return min(coded, key=lambda cs: sum(len(b) for b in cs[1]))
+        g = np.asarray(grid)
+        if coding == "context":
+            from semcom.models.index_context import encode_grid
+
+            return coding, encode_grid(g, self.model.context, self.slice_rows)  # type: ignore[arg-type]
+        step = self.slice_rows or g.shape[0]
+        return coding, [
+            self.encode_indices(g[top : top + step].reshape(-1), coding)
+            for top in range(0, g.shape[0], step)
+        ]
 
     def choose_coding(self, indices: np.ndarray) -> tuple[str, bytes]:
-        """``coding=auto``: the shorter of the static-prior and the adaptive codings of
-        ``indices`` (the header's ``c`` says which; ties go to the prior)."""
+        """``coding=auto`` on a flat sequence: the shorter of the static-prior and the
+        adaptive codings of ``indices`` (ties go to the prior)."""
         prior = self.encode_indices(indices, "prior")
         adaptive = self.encode_indices(indices, "adaptive")
         return ("adaptive", adaptive) if len(adaptive) < len(prior) else ("prior", prior)
@@ -297,7 +364,7 @@ class VQVAEScheme(Scheme):
         images = self._check_images(images)
         model = self.model
         _, _, h, w = images.shape
-        fields = {
+        fields: dict[str, Any] = {
             "h": int(h),
             "w": int(w),
             "r": int(model.r),
@@ -305,20 +372,21 @@ class VQVAEScheme(Scheme):
             "c": 0,
             "fp": self.fingerprint(),
         }
+        if self.slice_rows:
+            fields["s"] = self.slice_rows
         out = []
         with torch.inference_mode():
             for lo in range(0, images.shape[0], self.batch_size):
                 x = images[lo : lo + self.batch_size].to(self.device).float().div_(255.0)
                 idx = model.encode(x).cpu().numpy()
-                for row in idx:
-                    flat = row.reshape(-1)
-                    if self.coding == "auto":
-                        coding, section = self.choose_coding(flat)
-                    else:
-                        coding, section = self.coding, self.encode_indices(flat)
+                for grid in idx:
+                    coding, parts = self.encode_grid(grid)
                     fields["c"] = CODINGS[coding]
-                    msg = Message(scheme=_WIRE_NAME, fields=fields, sections={"idx": section})
-                    out.append(pack(msg))
+                    if self.slice_rows:
+                        sections = {f"s{i}": b for i, b in enumerate(parts)}
+                    else:
+                        sections = {"idx": parts[0]}
+                    out.append(pack(Message(scheme=_WIRE_NAME, fields=fields, sections=sections)))
         return out
 
     def compress(self, image: Tensor, rate: float = 1.0) -> bytes:
@@ -330,12 +398,12 @@ class VQVAEScheme(Scheme):
     # ---------------------------------------------------------------- receiver
     def _parse(self, data: bytes, erasures: Erasures) -> Decoded:
         """One message -> its indices (``aux["indices"]`` int64 ``(h, w)``), no decoder run;
-        BitstreamError if anything disagrees with this receiver's model."""
-        from semcom.codec import entropy
-
-        msg = unpack(data, erasures=erasures)
+        BitstreamError if anything disagrees with this receiver's model (or, without
+        concealment, if any slice is lost)."""
+        conceal = self.conceal != "none"
+        msg = unpack(data, erasures=erasures, allow_damaged=conceal)
         msg.expect_scheme(_WIRE_NAME)
-        msg.expect_fields(_FIELDS)
+        msg.expect_fields(_FIELDS, optional=("s",))
         model = self.model
         r, k = int(model.r), int(model.num_codes)
         h, w = msg.image_size()
@@ -357,29 +425,82 @@ class VQVAEScheme(Scheme):
         c = msg.int_field("c", 0, max(CODINGS.values()))
         coding = next(name for name, i in CODINGS.items() if i == c)
         self._check_fingerprint(msg.bytes_field("fp", FINGERPRINT_BYTES))
-        msg.expect_sections(["idx"])
-        payload = msg.section("idx", what="codebook indices")
         gh, gw = h // r, w // r
-        n = gh * gw
-        if coding == "fixed":
-            idx = unpack_fixed(payload, n, fixed_length_bits(k))
-        elif coding == "adaptive":
-            idx = entropy.decode_adaptive(payload, k, n, max_symbols=n)
-        else:
-            idx = entropy.decode_categorical(payload, model.prior.table(), n, max_symbols=n)  # type: ignore[union-attr, operator]
-        if idx.shape != (n,):
-            raise BitstreamError(f"vqvae section 'idx': {idx.size} indices, expected {n}")
-        if n and (int(idx.min()) < 0 or int(idx.max()) >= k):
+        rows = msg.int_field("s", 1, 1 << 32) if "s" in msg.fields else 0
+        step = min(rows, gh) if rows else gh
+        tags = [f"s{i}" for i in range(-(-gh // step))] if rows else ["idx"]
+        msg.expect_sections(tags)
+        payloads = [msg.sections[t] for t in tags]
+        if coding == "context" and not self._has_context():
             raise BitstreamError(
-                f"vqvae section 'idx': index {int(idx.max())} is out of range for K={k}"
+                "vqvae: the indices are coded with a context model, which this receiver's "
+                "VQ-VAE does not have (or has not fitted)"
             )
-        grid = torch.from_numpy(idx.astype(np.int64)).view(gh, gw)
+        grid, errors = self._decode_slices(payloads, coding, gh, gw, step if rows else 0)
+        lost = [i for i, e in enumerate(errors) if e is not None]
+        if lost and not conceal:
+            raise BitstreamError(f"vqvae section {tags[lost[0]]!r}: {errors[lost[0]]}")
+        for i in lost:
+            self._conceal(grid, i * step, min(gh, (i + 1) * step))
+        n = gh * gw
         stats = {
             "coding": coding,
             "grid": f"{gw}x{gh}",
-            "bits_per_index": 8.0 * len(payload) / max(n, 1),
+            "bits_per_index": 8.0 * sum(len(p or b"") for p in payloads) / max(n, 1),
+            "slices": len(tags),
+            "slices_lost": len(lost),
         }
-        return Decoded(stats=stats, aux={"indices": grid})
+        indices = torch.from_numpy(grid.astype(np.int64))
+        return Decoded(stats=stats, aux={"indices": indices})
+
+    def _decode_slices(
+        self, payloads: list[bytes | None], coding: str, gh: int, gw: int, slice_rows: int
+    ) -> tuple[np.ndarray, list[str | None]]:
+        """The ``(gh, gw)`` grid (``-1`` where a slice is lost) and, per slice, why it could
+        not be decoded (``None``: decoded)."""
+        from semcom.codec import entropy
+
+        model = self.model
+        k = int(model.num_codes)
+        if coding == "context":
+            from semcom.models.index_context import decode_grid
+
+            return decode_grid(payloads, model.context, gh, gw, slice_rows)  # type: ignore[arg-type]
+        step = slice_rows or gh
+        grid = np.full((gh, gw), -1, dtype=np.int64)
+        errors: list[str | None] = []
+        for i, payload in enumerate(payloads):
+            top = i * step
+            n = min(step, gh - top) * gw
+            if payload is None:
+                errors.append("lost or damaged")
+                continue
+            try:
+                if coding == "fixed":
+                    idx = unpack_fixed(payload, n, fixed_length_bits(k))
+                elif coding == "adaptive":
+                    idx = entropy.decode_adaptive(payload, k, n, max_symbols=n)
+                else:
+                    table = model.prior.table()  # type: ignore[union-attr, operator]
+                    idx = entropy.decode_categorical(payload, table, n, max_symbols=n)
+                if idx.shape != (n,):
+                    raise BitstreamError(f"{idx.size} indices, expected {n}")
+                if n and (int(idx.min()) < 0 or int(idx.max()) >= k):
+                    raise BitstreamError(f"index {int(idx.max())} is out of range for K={k}")
+            except BitstreamError as exc:
+                errors.append(str(exc))
+                continue
+            grid[top : top + n // gw] = idx.reshape(-1, gw)
+            errors.append(None)
+        return grid, errors
+
+    def _conceal(self, grid: np.ndarray, top: int, bottom: int) -> None:
+        """Fill rows ``top:bottom`` of ``grid`` as :attr:`conceal` says (in place)."""
+        mode = int(np.argmax(self.model.prior.table()))  # type: ignore[union-attr, operator]
+        if self.conceal == "above" and top > 0 and (grid[top - 1] >= 0).all():
+            grid[top:bottom] = grid[top - 1]
+        else:
+            grid[top:bottom] = mode
 
     def _run_decoder(self, grids: list[Tensor]) -> list[Tensor]:
         """Index grids int64 ``(h, w)`` -> uint8 ``(3, h r, w r)``, decoded in batches of

@@ -17,7 +17,10 @@
   ``perplexity`` against ``log2_k``; ``prior_bits_per_index`` (ideal code length under
   the static prior), and the real messages of the ``vqvae`` scheme: ``bytes_per_image``
   (coding=prior, header included), ``bits_per_index`` (its ``idx`` section per index),
-  ``bpp`` and ``bytes_fixed`` (coding=fixed, ``ceil(log2 K)`` bits per index).
+  ``bpp`` and ``bytes_fixed`` (coding=fixed, ``ceil(log2 K)`` bits per index); with a
+  fitted context model (``--model-kw '{"context": 64}'``: :mod:`semcom.models.index_context`,
+  fitted in :meth:`VQVAERecipe.finish` with the prior) also ``bytes_context``
+  (coding=context).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ __all__ = ["VQVAERecipe"]
 
 #: Images of the training set whose indices fit the static prior (default).
 PRIOR_IMAGES = 2048
+#: Optimiser steps of the context model's fit (a model built with ``context > 0``).
+CONTEXT_STEPS = 1500
 
 
 class VQVAERecipe(PatchRecipe):
@@ -69,18 +74,25 @@ class VQVAERecipe(PatchRecipe):
     )
 
     def __init__(
-        self, *, prior_images: int = PRIOR_IMAGES, prior_alpha: float = 1.0, **kw: Any
+        self,
+        *,
+        prior_images: int = PRIOR_IMAGES,
+        prior_alpha: float = 1.0,
+        context_steps: int = CONTEXT_STEPS,
+        **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.cfg["prior_images"] = prior_images
         self.cfg["prior_alpha"] = prior_alpha
+        self.cfg["context_steps"] = context_steps
 
     # ------------------------------------------------------------------ setup
     def check(self) -> None:
         super().check()
-        n = self.cfg["prior_images"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InputError(f"prior_images must be an int >= 0, got {n!r}")
+        for key in ("prior_images", "context_steps"):
+            n = self.cfg[key]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise InputError(f"{key} must be an int >= 0, got {n!r}")
         a = self.cfg["prior_alpha"]
         if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < float("inf"):
             raise InputError(f"prior_alpha must be a number > 0, got {a!r}")
@@ -107,22 +119,28 @@ class VQVAERecipe(PatchRecipe):
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
         return self.objective(net(batch.x), batch)
 
-    @torch.no_grad()
     def finish(self, model: nn.Module, run: dict[str, Any]) -> None:
-        """Fit the static prior on the indices of the first ``prior_images`` training
-        images (the run's first batches, in order)."""
+        """Fit the static prior -- and the context model, when the VQ-VAE has one -- on
+        the indices of the first ``prior_images`` training images (the run's first
+        batches, in order); the context fit's figures go to ``run["context_fit"]``."""
         total = self.cfg["prior_images"]
         if not total:
             return
         source = self.source(int(run["seed"]))
         bs = 64
-
-        def indices():
-            for step in range((total + bs - 1) // bs):
-                x = source.batch(step, bs)[0][: total - step * bs]
-                yield model.encode(x)
-
-        model.fit_prior(indices(), alpha=float(self.cfg["prior_alpha"]))
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            grids = [
+                model.encode(source.batch(step, bs)[0][: total - step * bs])
+                for step in range((total + bs - 1) // bs)
+            ]
+        model.train(was)
+        model.fit_prior(grids, alpha=float(self.cfg["prior_alpha"]))
+        if getattr(model, "context", None) is not None and self.cfg["context_steps"]:
+            run["context_fit"] = model.fit_context(
+                grids, steps=self.cfg["context_steps"], seed=int(run["seed"])
+            )
 
     # -------------------------------------------------------------- evaluation
     @classmethod
@@ -153,6 +171,9 @@ class VQVAERecipe(PatchRecipe):
         counts = torch.zeros(k, dtype=torch.int64)
         psnr_sum, count, pixels = 0.0, 0, 0
         sizes = {"prior": 0, "fixed": 0}
+        ctx_model = getattr(model, "context", None)
+        if ctx_model is not None and ctx_model.fitted:
+            sizes["context"] = 0
         idx_bits = 0.0
         schemes = {c: VQVAEScheme(model=model, coding=c) for c in sizes}
         try:
@@ -190,4 +211,6 @@ class VQVAERecipe(PatchRecipe):
             bytes_fixed=sizes["fixed"] / max(count, 1),
             bpp=8.0 * sizes["prior"] / max(pixels, 1),
         )
+        if "context" in sizes:
+            res["bytes_context"] = sizes["context"] / max(count, 1)
         return res
