@@ -217,3 +217,22 @@ def test_recipe_fits_the_context_model(tmp_path: Path, capsys) -> None:
     model, _ = load_checkpoint(Path(line["checkpoint"]))
     assert model.context is not None and model.context.fitted
     assert "context.left.weight" in model.state_dict()
+
+
+def test_add_context_to_a_trained_checkpoint(tmp_path: Path, capsys) -> None:
+    from semcom.models import save_checkpoint
+    from semcom.train.context import main
+
+    plain = create_model("vqvae", r=4, K=64, widths=[8, 8], code_dim=8, depth=1).eval()
+    src = save_checkpoint(plain, tmp_path / "plain.safetensors")
+    out = tmp_path / "ctx.safetensors"
+    argv = [str(src), "--out", str(out), "--hidden", "8", "--images", "16", "--steps", "20"]
+    assert main([*argv, "--image-size", "16", "--eval-n", "8", "--threads", "1"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["bytes_context"] > 0 and line["positions"] == 16 * 16
+    model, _ = load_checkpoint(out)
+    assert model.config["context"] == 8 and model.context.fitted and model.prior.fitted
+    x = to_float(SyntheticWorld(size=16).generate(range(3)).images)
+    assert torch.equal(model.encode(x), plain.encode(x))  # the same codec, a new prior
+    assert main([str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err
