@@ -113,6 +113,7 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
         "shape-classifier-ft",
         "vqvae-synth",
         "gos-vae-synth",
+        "balle-synth",
     }
 
 

@@ -53,6 +53,7 @@ SCHEME_IDS: dict[str, int] = {
     "vqvae": 19,
     "autoencoder": 20,
     "text": 21,
+    "balle": 22,
 }
 
 _TYPE_NAMES = {

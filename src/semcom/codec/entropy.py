@@ -214,6 +214,52 @@ def decode_chunked(
     return _decode(words, what, body).astype(np.int64)
 
 
+def encode_grouped(symbols: Any, groups: Any, tables: Any) -> bytes:
+    """Code ``symbols`` (``(n,)``) where symbol ``i`` has the table ``tables[groups[i]]``
+    (``tables`` ``(G, K)``): symbols are coded group by group (groups ascending, each
+    group's symbols in their order), so memory is ``O(n + G K)`` however long the
+    sequence; the decoder (:func:`decode_grouped`) needs the same ``groups``."""
+    t = _check_probs(tables)
+    sym = _check_symbols(symbols, t.shape[-1])
+    g = np.asarray(groups, dtype=np.int64).reshape(-1)
+    if t.ndim != 2 or g.shape != sym.shape or (g.size and (g.min() < 0 or g.max() >= t.shape[0])):
+        raise InputError("encode_grouped: groups must index the rows of tables, one per symbol")
+    if sym.size == 0 or t.shape[-1] == 1:
+        return b""
+    order = np.argsort(g, kind="stable")
+    enc = _RangeEncoder()
+    bounds = np.flatnonzero(np.diff(g[order])) + 1
+    for part in np.split(order, bounds):
+        enc.encode(sym[part], _model(t[g[part[0]]]))
+    return _to_bytes(enc.get_compressed())
+
+
+def decode_grouped(
+    data: bytes, groups: Any, tables: Any, *, what: str = "grouped stream"
+) -> np.ndarray:
+    """Inverse of :func:`encode_grouped`: ``len(groups)`` symbols (int64), in their order."""
+    t = _check_probs(tables)
+    g = np.asarray(groups, dtype=np.int64).reshape(-1)
+    _check_count(g.size, DEFAULT_MAX_SYMBOLS)
+    if t.ndim != 2 or (g.size and (g.min() < 0 or g.max() >= t.shape[0])):
+        raise InputError("decode_grouped: groups must index the rows of tables")
+    words = _to_words(data)
+    if g.size == 0 or t.shape[-1] == 1:
+        if data:
+            raise BitstreamError(f"{what}: {len(data)} bytes where none were expected")
+        return np.zeros(g.size, dtype=np.int64)
+    order = np.argsort(g, kind="stable")
+    bounds = np.flatnonzero(np.diff(g[order])) + 1
+
+    def body(dec: Any) -> np.ndarray:
+        out = np.empty(g.size, dtype=np.int64)
+        for part in np.split(order, bounds):
+            out[part] = dec.decode(_model(t[g[part[0]]]), part.size)
+        return out
+
+    return _decode(words, what, body)
+
+
 # --------------------------------------------------------------------------- adaptive
 
 

@@ -23,13 +23,13 @@ Coding order and determinism
 Position ``(i, j)`` depends on ``(i, j-1)``, ``(i-1, j-1)``, ``(i-1, j)`` and
 ``(i-1, j+1)``, all of which come earlier in the **wavefront** order ``t = 2 i + j``
 (ties by ``i``): the decoder predicts every position of one wavefront in one batch, so a
-``h x w`` grid takes ``2 (h - 1) + w`` model calls (``h`` when ``w = 1``), not ``h w``. The range coder needs
-bit-identical probabilities at both ends, which floating point does not promise across
-machines or batch shapes, so coding runs the model in **fixed point**: weights and
-activations are int64 at scale ``2^FRAC_BITS`` (numpy integer arithmetic, exact), and a
-logit ``d`` below the row's maximum maps to the integer weight ``LUT[d >> LUT_SHIFT]``,
-``LUT[i] = round(2^30 exp(-i / 2^(FRAC_BITS - LUT_SHIFT)))``. Training is float32; the
-fixed-point model costs a fraction of a percent in bits (measured by
+``h x w`` grid takes ``2 (h - 1) + w`` model calls (``h`` when ``w = 1``), not ``h w``.
+The range coder needs bit-identical probabilities at both ends, which floating point does
+not promise across machines or batch shapes, so coding runs the model in **fixed point**:
+weights and activations are int64 at scale ``2^FRAC_BITS`` (numpy integer arithmetic,
+exact), and a logit ``d`` below the row's maximum maps to the integer weight
+``LUT[d >> LUT_SHIFT]``, ``LUT[i] = round(2^30 exp(-i / 2^(FRAC_BITS - LUT_SHIFT)))``.
+Training is float32; the fixed-point model costs a fraction of a percent in bits (measured by
 :meth:`IndexContext.bits_per_index` against the float model's cross-entropy).
 
 Stable state-dict keys (prefix ``context.`` inside a VQ-VAE)::

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -70,7 +69,8 @@ from semcom.codec.container import Message, pack, unpack
 from semcom.data.convert import to_uint8
 from semcom.errors import BitstreamError, InputError
 from semcom.models.fingerprint import FINGERPRINT_BYTES
-from semcom.schemes.base import Erasures, Scheme, parse_each, register_scheme
+from semcom.schemes.base import Erasures, parse_each, register_scheme
+from semcom.schemes.learned import DEFAULT_MAX_PIXELS, LearnedCodecScheme
 from semcom.schemes.session import Decoded
 
 __all__ = [
@@ -90,9 +90,6 @@ CODINGS: dict[str, int] = {"prior": 0, "fixed": 1, "adaptive": 2, "context": 3}
 CONCEALMENTS = ("none", "prior", "above")
 #: Zoo name of the model loaded when none is given.
 DEFAULT_MODEL = "vqvae-synth"
-#: Largest image (pixels) the receiver decodes by default: the decoder's activations
-#: grow with the image, and a message of a few bytes can declare a large grid.
-DEFAULT_MAX_PIXELS = 1 << 22
 
 _FIELDS = ("h", "w", "r", "k", "c", "fp")
 _WIRE_NAME = "vqvae"
@@ -128,7 +125,7 @@ def unpack_fixed(data: bytes, n: int, bits: int) -> np.ndarray:
 
 
 @register_scheme("vqvae")
-class VQVAEScheme(Scheme):
+class VQVAEScheme(LearnedCodecScheme):
     """VQ-VAE codebook indices, entropy coded with the model's static prior.
 
     Args:
@@ -153,11 +150,11 @@ class VQVAEScheme(Scheme):
     name: ClassVar[str] = "vqvae"
     role: ClassVar[str] = "baseline"
     family: ClassVar[str] = "vq-vae"
-    rate_unit: ClassVar[str] = "setting"
     rate_range: ClassVar[str] = (
         "1 only: the rate is the model's (r, K, prior); another rate is another model="
     )
-    default_rates: ClassVar[tuple[float, ...]] = (1.0,)
+    model_attrs: ClassVar[tuple[str, ...]] = ("encode", "decode", "prior", "r", "num_codes")
+    model_kind: ClassVar[str] = "VQ-VAE"
 
     def __init__(
         self,
@@ -174,119 +171,44 @@ class VQVAEScheme(Scheme):
             raise InputError(
                 f"vqvae: coding must be one of {', '.join([*CODINGS, 'auto'])}, got {coding!r}"
             )
-        for what, value in (("batch_size", batch_size), ("max_pixels", max_pixels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"vqvae: {what} must be a positive int, got {value!r}")
         if isinstance(slice_rows, bool) or not isinstance(slice_rows, int) or slice_rows < 0:
             raise InputError(f"vqvae: slice_rows must be an int >= 0, got {slice_rows!r}")
         if conceal not in CONCEALMENTS:
             raise InputError(
                 f"vqvae: conceal must be one of {', '.join(CONCEALMENTS)}, got {conceal!r}"
             )
+        self.coding = coding
         self.slice_rows = slice_rows
         self.conceal = conceal
-        if not isinstance(model, (str, Path, nn.Module)):
-            raise InputError(
-                f"vqvae: model must be a VQVAE, a zoo name or a path, got {type(model).__name__}"
-            )
-        self.coding = coding
-        self.batch_size = batch_size
-        self.max_pixels = max_pixels
-        self.device = torch.device(device)
-        self.check_models = bool(check_models)
-        self._spec: nn.Module | str = str(model) if isinstance(model, Path) else model
-        self._model: nn.Module | None = None
-        self._fp: bytes | None = None
-        if isinstance(model, nn.Module):
-            self._model = self._prepare(model)
+        super().__init__(model, batch_size, max_pixels, device, check_models)
+        self._adopt()
 
     # ------------------------------------------------------------------ model
-    def unavailable_reason(self) -> str | None:
-        """Why the model cannot be had here (no zoo weights, no file), or None."""
-        if not isinstance(self._spec, str):
-            return None
-        from semcom.models.zoo import is_checkpoint_path, list_zoo
-
-        if is_checkpoint_path(self._spec):
-            return None if Path(self._spec).is_file() else f"no checkpoint file {self._spec}"
-        if self._spec not in list_zoo():
-            return f"no zoo weights for {self._spec}"
-        return None
-
     def _prepare(self, model: nn.Module) -> nn.Module:
-        for attr in ("encode", "decode", "prior", "r", "num_codes"):
-            if not hasattr(model, attr):
-                raise InputError(
-                    f"vqvae: model {type(model).__name__} is not a VQ-VAE (no {attr!r})"
-                )
+        model = super()._prepare(model)
         if self.coding in ("prior", "auto"):
             model.prior.table()  # type: ignore[union-attr, operator] - InputError if broken
         if self.coding == "context":
             from semcom.models.index_context import _check_context
 
             _check_context(getattr(model, "context", None))
-        return model.to(self.device).eval()
+        return model
 
     def _has_context(self) -> bool:
         ctx = getattr(self.model, "context", None)
         return ctx is not None and bool(ctx.fitted)
 
-    @property
-    def model(self) -> nn.Module:
-        """The VQ-VAE (loaded from the zoo or its file at first use)."""
-        if self._model is None:
-            reason = self.unavailable_reason()
-            if reason is not None:
-                raise InputError(f"vqvae: {reason}")
-            from semcom.models.zoo import load_model
-
-            assert isinstance(self._spec, str)
-            self._model = self._prepare(load_model(self._spec))
-        return self._model
-
-    def fingerprint(self) -> bytes:
-        """:data:`FINGERPRINT_BYTES` bytes naming the model weights (prior included)."""
-        if self._fp is None:
-            from semcom.models.fingerprint import combine, spec_fingerprint
-
-            self._fp = combine([spec_fingerprint(self._spec)])
-        return self._fp
-
-    def _source(self) -> str:
-        if isinstance(self._spec, str):
-            from semcom.models.zoo import is_checkpoint_path
-
-            return f"file {self._spec}" if is_checkpoint_path(self._spec) else f"zoo: {self._spec}"
-        return "a model given in memory"
-
-    def _check_fingerprint(self, sent: bytes) -> None:
-        if not self.check_models or sent == self.fingerprint():
-            return
-        from semcom.models.fingerprint import mismatch_error
-
-        raise mismatch_error(
-            sent, self.fingerprint(), self._source(), "VQ-VAE", f"{self.name}[model=PATH]"
-        )
-
     # ------------------------------------------------------------------ rates
-    def validate_rate(self, rate: float) -> float:
-        """The only setting is ``1`` (the model fixes the rate)."""
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
-            raise InputError(f"vqvae: the only rate is 1, got {rate!r}")
-        if float(rate) != 1.0:
-            raise InputError(
-                f"vqvae: the only rate is 1 (the model fixes it; another rate is another "
-                f"model=), got {rate!r}"
-            )
-        return 1.0
-
     def rate_label(self, rate: float) -> str:
-        return f"coding={self.coding}"
+        """``r=4,K=512,coding=auto``: the model's rate and the index coding (one label per
+        model, so models of several r can share a label= and make one curve)."""
+        if self.unavailable_reason() is not None:
+            return f"coding={self.coding}"
+        m = self.model
+        return f"r={int(m.r)},K={int(m.num_codes)},coding={self.coding}"
 
     def settings(self, rate: float) -> dict[str, Any]:
-        spec = self._spec
-        name = spec if isinstance(spec, str) else str(getattr(spec, "semcom_name", "vqvae"))
-        out: dict[str, Any] = {**super().settings(rate), "model": name, "coding": self.coding}
+        out: dict[str, Any] = {**super().settings(rate), "coding": self.coding}
         if self.slice_rows:
             out["slice_rows"] = self.slice_rows
         if self._model is not None:
@@ -295,24 +217,7 @@ class VQVAEScheme(Scheme):
 
     # ------------------------------------------------------------- transmitter
     def _check_images(self, images: Tensor) -> Tensor:
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-            what = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else ""
-            raise InputError(f"vqvae: expected uint8 images (N, 3, H, W), got {what}")
-        _, c, h, w = images.shape
-        r = int(self.model.r)
-        if c != 3 or h % r or w % r:
-            raise InputError(
-                f"vqvae: images are {c}x{h}x{w}; the model takes 3 channels and sides that "
-                f"are multiples of r={r} (resize or crop them first)"
-            )
-        from semcom.limits import size_problem
-
-        problem = size_problem(int(h), int(w))
-        if problem is None and h * w > self.max_pixels:
-            problem = f"{w}x{h} pixels, more than max_pixels={self.max_pixels}"
-        if problem is not None:
-            raise InputError(f"vqvae: image is {problem}")
-        return images
+        return self.check_images(images, int(self.model.r))
 
     def encode_indices(self, indices: np.ndarray, coding: str | None = None) -> bytes:
         """One section of indices int ``(n,)`` in ``[0, K)``, coded as ``coding`` says
@@ -389,12 +294,6 @@ class VQVAEScheme(Scheme):
                     out.append(pack(Message(scheme=_WIRE_NAME, fields=fields, sections=sections)))
         return out
 
-    def compress(self, image: Tensor, rate: float = 1.0) -> bytes:
-        """uint8 ``(3, H, W)`` -> message bytes."""
-        if not isinstance(image, Tensor) or image.ndim != 3:
-            raise InputError("vqvae: expected a uint8 (3, H, W) image")
-        return self.compress_batch(image.unsqueeze(0), rate)[0]
-
     # ---------------------------------------------------------------- receiver
     def _parse(self, data: bytes, erasures: Erasures) -> Decoded:
         """One message -> its indices (``aux["indices"]`` int64 ``(h, w)``), no decoder run;
@@ -424,7 +323,7 @@ class VQVAEScheme(Scheme):
             )
         c = msg.int_field("c", 0, max(CODINGS.values()))
         coding = next(name for name, i in CODINGS.items() if i == c)
-        self._check_fingerprint(msg.bytes_field("fp", FINGERPRINT_BYTES))
+        self.check_fingerprint(msg.bytes_field("fp", FINGERPRINT_BYTES))
         gh, gw = h // r, w // r
         rows = msg.int_field("s", 1, 1 << 32) if "s" in msg.fields else 0
         step = min(rows, gh) if rows else gh

@@ -136,7 +136,9 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         help="ft: comma-separated parameter-name prefixes to train, the rest frozen "
         "(e.g. blocks.16,head,classifier for mobilenet-v2); empty: all",
     )
-    v = p.add_argument_group("GOS-VAE (gos-vae-synth; --init: fine-tune a trained VQ-VAE)")
+    v = p.add_argument_group(
+        "GOS-VAE and Balle codecs (gos-vae-synth, balle-synth; --init: fine-tune a trained codec)"
+    )
     v.add_argument(
         "--segmenter",
         default="shape-segmenter",
@@ -160,6 +162,13 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
     )
     v.add_argument("--lpips-weight", type=float, default=1.0, help="weight of the LPIPS term")
     v.add_argument("--mse-weight", type=float, default=0.0, help="weight of a pixel MSE term")
+    v.add_argument(
+        "--lmbda",
+        type=float,
+        default=0.013,
+        help="balle-synth: rate-distortion trade-off, loss = bpp + lmbda * 255^2 * distortion "
+        "(CompressAI's scale for MSE: 0.0018 .. 0.0483)",
+    )
     s = p.add_argument_group("collaborative server (server-synth)")
     s.add_argument(
         "--edge-attn-frac",
@@ -172,7 +181,7 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         "--init",
         default=None,
         metavar="CKPT",
-        help="server-synth, gos-vae-synth: start from this checkpoint's weights (same "
+        help="server-synth, gos-vae-synth, balle-synth: start from this checkpoint's weights (same "
         "architecture and config)",
     )
     d = p.add_argument_group("distillation (vit-distill, server-synth)")
@@ -265,7 +274,7 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
                 edge_attn_frac=args.edge_attn_frac,
                 init=args.init,
             )
-        if args.model == "gos-vae-synth":
+        if args.model in ("gos-vae-synth", "balle-synth"):
             extra = dict(
                 segmenter=args.segmenter,
                 task_loss=args.task_loss,
@@ -275,6 +284,8 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
                 mse_weight=args.mse_weight,
                 init=args.init,
             )
+        if args.model == "balle-synth":
+            extra["lmbda"] = args.lmbda
         if args.model == "vit-distill":
             extra = dict(
                 teacher=args.teacher,

@@ -13,7 +13,8 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   (``shape-classifier-ft``), by name in :data:`PATCH_MODELS`; with them, on the same
   settings, :class:`VQVAERecipe` (``vqvae-synth``, :mod:`.vqvae`: a VQ-VAE image codec) and
   :class:`GosVaeRecipe` (``gos-vae-synth``, :mod:`.gos_vae`: one trained to imitate a
-  frozen segmenter).
+  frozen segmenter) and :class:`BalleRecipe` (``balle-synth``, :mod:`.balle`: Ballé et
+  al.'s factorized-prior / hyperprior codecs, for rate and MSE or GOS-VAE's task loss).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 
 from semcom.errors import InputError
 from semcom.models.registry import model_entrypoint
+from semcom.train.recipes.balle import BalleRecipe
 from semcom.train.recipes.base import Batch, Recipe
 from semcom.train.recipes.classifier import ClassifierRecipe
 from semcom.train.recipes.distill import DistillRecipe
@@ -40,6 +42,7 @@ from semcom.train.recipes.vqvae import VQVAERecipe
 __all__ = [
     "PATCH_MODELS",
     "TASK_RECIPES",
+    "BalleRecipe",
     "Batch",
     "ClassifierRecipe",
     "DistillRecipe",
@@ -70,6 +73,7 @@ PATCH_MODELS: dict[str, type[PatchRecipe]] = {
         FinetuneRecipe,
         VQVAERecipe,
         GosVaeRecipe,
+        BalleRecipe,
     )
 }
 #: the task-model recipes by the task a model declares
