@@ -223,3 +223,10 @@ def test_checkpoint_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BitstreamError, match="g_a.0.weight"):
         load_checkpoint(tmp_path / "bad.safetensors")
     assert _json.loads(meta["config"])["N"] == 8
+
+
+def test_generic_evaluate_scores_a_balle_codec() -> None:
+    from semcom.train import evaluate
+
+    res = evaluate(tiny("factorized"), split="test", n=4, image_size=32)
+    assert res["n"] == 4 and res["bytes_per_image"] > 0 and "psnr" in res

@@ -38,15 +38,18 @@ def evaluate(
     ``{"split", "n", "psnr"}`` for patch decoders (``task == "reconstruct"``: half the
     patches kept at random: ``semcom.train.patch.evaluate_reconstruction``);
     ``{"split", "n", "psnr", "usage", ...}`` for VQ-VAE codecs (``task == "codec"``:
-    :meth:`semcom.train.recipes.vqvae.VQVAERecipe.score`).
+    :meth:`semcom.train.recipes.vqvae.VQVAERecipe.score`; Ballé codecs:
+    :meth:`semcom.train.recipes.balle.BalleRecipe.score`).
     The model is put in eval mode and restored to its previous mode afterwards.
     """
     model = getattr(model, "module", model)
     task = task or getattr(model, "task", None)
-    if task == "codec":  # VQ-VAE codecs: the vqvae-synth recipe's figures
+    if task == "codec":  # VQ-VAE codecs: vqvae-synth's figures; Balle codecs: balle-synth's
+        from semcom.train.recipes.balle import BalleRecipe
         from semcom.train.recipes.vqvae import VQVAERecipe
 
-        return VQVAERecipe.score(
+        recipe = VQVAERecipe if hasattr(model, "quantizer") else BalleRecipe
+        return recipe.score(
             model, split=split, n=n, batch_size=batch_size, image_size=image_size, data=data
         )
     if task == "reconstruct":  # patch decoders
