@@ -387,7 +387,12 @@ def test_fuzzed_messages_raise_only_bitstream_errors(images) -> None:
 def test_scheme_options_rates_and_availability(tmp_path: Path, images) -> None:
     assert "vqvae" in list_schemes()
     default = create_scheme("vqvae")
-    assert "vqvae-synth" in (default.unavailable_reason() or "")  # nothing in the zoo yet
+    assert default.unavailable_reason() is None  # the zoo's r=4, K=512 VQ-VAE
+    img = SyntheticWorld(size=64).generate(range(1)).images[0]
+    ctx = create_scheme("vqvae[coding=context]")
+    msg = ctx.compress(img, 1)
+    assert len(msg) < len(create_scheme("vqvae[coding=fixed]").compress(img, 1))
+    assert default.decompress(msg).x_hat.shape == (3, 64, 64)  # any receiver decodes any coding
     missing = create_scheme(f"vqvae[model={tmp_path / 'none.safetensors'}]")
     assert "no checkpoint file" in (missing.unavailable_reason() or "")
     with pytest.raises(InputError, match="no checkpoint file"):

@@ -65,7 +65,7 @@ def add_to_zoo(
     fname = f"{name}.safetensors"
     if src.resolve() != (out_dir / fname).resolve():
         shutil.copyfile(src, out_dir / fname)
-    keys = list(recipe.zoo_metrics or [k for k in full if k not in ("split", "n")])
+    keys = [k for k in recipe.zoo_metrics or full if k in full and k not in ("split", "n")]
     named_as_arch = name == meta.name
     entry: dict[str, Any] = {"name": name, **({} if named_as_arch else {"arch": meta.name})}
     entry.update(

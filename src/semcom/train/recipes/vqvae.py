@@ -71,6 +71,7 @@ class VQVAERecipe(PatchRecipe):
         "prior_bits_per_index",
         "bytes_per_image",
         "bytes_fixed",
+        "bytes_context",  # a model with a fitted context prior only
     )
 
     def __init__(
