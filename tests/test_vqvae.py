@@ -412,7 +412,7 @@ def test_scheme_options_rates_and_availability(tmp_path: Path, images) -> None:
         _scheme(tiny(), max_pixels=512).compress(images[0], 1)
     with pytest.raises(InputError, match="not a VQ-VAE"):
         _scheme(torch.nn.Linear(2, 2))
-    assert sch.settings(1.0)["coding"] == "prior" and sch.settings(1.0)["K"] == 64
+    assert sch.settings(1.0)["coding"] == "auto" and sch.settings(1.0)["K"] == 64
 
 
 # =========================================================================== recipe

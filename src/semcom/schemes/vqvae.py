@@ -6,7 +6,7 @@ Receiver: the same model decodes the indices to ``x_hat``; the judges then score
 
 Index coding (``coding=``):
 
-* ``"prior"`` (default) -- constriction's range coder with the model's static prior
+* ``"prior"`` -- constriction's range coder with the model's static prior
   (``prior.probs``, fitted on training-set indices: :meth:`VQVAE.fit_prior`); the
   receiver must hold the same weights, which the fingerprint field checks;
 * ``"fixed"`` -- ``ceil(log2 K)`` bits per index, most significant bit first, zero
@@ -17,8 +17,9 @@ Index coding (``coding=``):
 * ``"context"`` -- the model's context-adaptive prior (:mod:`semcom.models.index_context`:
   each index given its left, upper, upper-left and upper-right neighbours, computed in
   fixed point so both ends agree bit for bit); needs a VQ-VAE built with ``context > 0``;
-* ``"auto"`` -- per message, the shortest of ``prior``, ``adaptive`` and (when the model
-  has a fitted one) ``context`` (the header's ``c`` says which one the receiver decodes).
+* ``"auto"`` (default) -- per message, the shortest of ``prior``, ``adaptive`` and (when
+  the model has a fitted one) ``context`` (the header's ``c`` says which one the receiver
+  decodes).
 
 Slices and concealment (lossy channels): with ``slice_rows=S`` the index grid is cut into
 slices of ``S`` rows, each coded on its own in its own section (its own CRC; the context
@@ -131,9 +132,10 @@ class VQVAEScheme(LearnedCodecScheme):
     Args:
         model: the codec -- a :class:`~semcom.models.vqvae.VQVAE` instance, a zoo name or
             a checkpoint path (loaded at first use); both ends must hold the same weights.
-        coding: index coding, ``"prior"`` (range coder with the model's static prior),
-            ``"fixed"`` (ceil(log2 K) bits per index), ``"adaptive"`` (adaptive model,
-            no prior) or ``"auto"`` (the shorter of prior and adaptive, per message).
+        coding: index coding, ``"auto"`` (default: the shortest of prior, adaptive and
+            context, per message), ``"prior"`` (range coder with the model's static
+            prior), ``"fixed"`` (ceil(log2 K) bits per index), ``"adaptive"`` (adaptive
+            model, no prior) or ``"context"`` (the model's context-adaptive prior).
         batch_size: images per encoder / decoder forward.
         max_pixels: largest image (H x W pixels) sent or received; a message declaring a
             larger one is refused before anything is allocated.
@@ -159,7 +161,7 @@ class VQVAEScheme(LearnedCodecScheme):
     def __init__(
         self,
         model: nn.Module | str = DEFAULT_MODEL,
-        coding: str = "prior",
+        coding: str = "auto",
         batch_size: int = 64,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         device: str | torch.device = "cpu",
