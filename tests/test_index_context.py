@@ -236,3 +236,14 @@ def test_add_context_to_a_trained_checkpoint(tmp_path: Path, capsys) -> None:
     assert torch.equal(model.encode(x), plain.encode(x))  # the same codec, a new prior
     assert main([str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_exact_matmul_matches_integer_arithmetic() -> None:
+    from semcom.models.index_context import _exact_matmul
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(-(1 << 20), 1 << 20, (7, 64))
+    b = rng.integers(-(1 << 20), 1 << 20, (64, 9))
+    assert np.array_equal(_exact_matmul(a, b), a @ b)  # float64 path, exact
+    big = rng.integers(-(1 << 40), 1 << 40, (3, 64))
+    assert np.array_equal(_exact_matmul(big, b), big @ b)  # integer path

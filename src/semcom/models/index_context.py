@@ -26,8 +26,9 @@ Position ``(i, j)`` depends on ``(i, j-1)``, ``(i-1, j-1)``, ``(i-1, j)`` and
 ``h x w`` grid takes ``2 (h - 1) + w`` model calls (``h`` when ``w = 1``), not ``h w``.
 The range coder needs bit-identical probabilities at both ends, which floating point does
 not promise across machines or batch shapes, so coding runs the model in **fixed point**:
-weights and activations are int64 at scale ``2^FRAC_BITS`` (numpy integer arithmetic,
-exact), and a logit ``d`` below the row's maximum maps to the integer weight
+weights and activations are integers at scale ``2^FRAC_BITS`` (exact integer arithmetic:
+float64 matrix products where every partial sum stays below ``2^53``, else int64), and a
+logit ``d`` below the row's maximum maps to the integer weight
 ``LUT[d >> LUT_SHIFT]``, ``LUT[i] = round(2^30 exp(-i / 2^(FRAC_BITS - LUT_SHIFT)))``.
 Training is float32; the fixed-point model costs a fraction of a percent in bits (measured by
 :meth:`IndexContext.bits_per_index` against the float model's cross-entropy).
@@ -110,6 +111,18 @@ def _context_at(part: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int) ->
         inside = (r >= 0) & (c >= 0) & (c < w)
         out[inside, i] = part[r[inside], c[inside]]
     return out
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of int64 matrices, exactly: through float64 BLAS when every product and
+    partial sum is an integer below ``2^53`` in magnitude (then float64 is exact whatever
+    the summation order), else numpy's integer matmul."""
+    if a.size == 0 or b.size == 0:
+        return a @ b
+    bound = float(np.abs(a).max()) * float(np.abs(b).max()) * a.shape[1]
+    if bound < 2.0**53:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a @ b
 
 
 class IndexContext(nn.Module):
@@ -230,8 +243,8 @@ class IndexContext(nn.Module):
         c = np.asarray(ctx, dtype=np.int64)
         h = sum(f[n][c[:, i]] for i, n in enumerate(_NEIGHBOURS))
         h = np.maximum(h, 0)
-        h = np.maximum(((h @ f["mid_w"]) >> FRAC_BITS) + f["mid_b"], 0)
-        logits = ((h @ f["out_w"]) >> FRAC_BITS) + f["out_b"]
+        h = np.maximum((_exact_matmul(h, f["mid_w"]) >> FRAC_BITS) + f["mid_b"], 0)
+        logits = (_exact_matmul(h, f["out_w"]) >> FRAC_BITS) + f["out_b"]
         d = (logits.max(axis=1, keepdims=True) - logits) >> LUT_SHIFT
         return np.where(d < _LUT.size, _LUT[np.minimum(d, _LUT.size - 1)], 0)
 
