@@ -136,7 +136,7 @@ def test_lpips_refuses_images_smaller_than_its_trunk_takes() -> None:
     assert LPIPS("vgg")(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)).shape == (1,)
 
 
-def test_gos_vae_scheme_is_the_vqvae_receiver_as_the_proposed_scheme(tmp_path: Path) -> None:
+def test_gos_vae_scheme_is_the_vqvae_codec_under_its_own_wire_id(tmp_path: Path) -> None:
     from semcom.data.synthetic import SyntheticWorld
     from semcom.models.registry import create_model
     from semcom.schemes import create_receiver, create_scheme
@@ -149,10 +149,19 @@ def test_gos_vae_scheme_is_the_vqvae_receiver_as_the_proposed_scheme(tmp_path: P
     assert sch.role == "proposed" and sch.name == "gos-vae"
     img = SyntheticWorld(size=16).generate(range(1)).images[0]
     msg = sch.compress(img, 1)
+    from semcom.codec.container import unpack
+    from semcom.errors import BitstreamError
+
+    assert unpack(msg).scheme_name == "gosvae"
     plain = create_scheme(f"vqvae[model={path},coding=adaptive]")
-    assert torch.equal(plain.decompress(msg).x_hat, sch.decompress(msg).x_hat)
-    assert "gos-vae-synth" in (create_scheme("gos-vae").unavailable_reason() or "gos-vae-synth")
+    with pytest.raises(BitstreamError, match="gosvae"):
+        plain.decompress(msg)  # a VQ-VAE receiver does not take GOS-VAE messages
+    same = plain.decompress(plain.compress(img, 1)).x_hat
+    assert torch.equal(same, sch.decompress(msg).x_hat)  # the same codec otherwise
+    assert create_scheme("gos-vae").unavailable_reason() is None  # the zoo's
     assert type(create_receiver("vqvae")).__name__ == "VQVAEScheme"
+    # `semcom receive` of a GOS-VAE message builds the GOS-VAE receiver (zoo model)
+    assert type(create_receiver("gosvae")).__name__ == "GosVaeScheme"
 
 
 def test_auto_coding_sends_the_shorter_of_prior_and_adaptive(tmp_path: Path) -> None:

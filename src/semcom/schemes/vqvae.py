@@ -33,7 +33,7 @@ and the range coder's flush.
 The rate is fixed by the model (``r``, ``K``, the prior): the scheme has one setting,
 ``1``; another rate is another model (``vqvae[model=PATH]``).
 
-Message (scheme id of ``"vqvae"``; see ``docs/architecture.md`` for the container)::
+Message (scheme id of ``"vqvae"``, ``"gosvae"`` for GOS-VAE; see ``docs/architecture.md``)::
 
     fields   h, w   image size, multiples of r; h * w <= the receiver's max_pixels
              r      the model's downsampling factor (must equal the receiver's)
@@ -70,7 +70,7 @@ from semcom.codec.container import Message, pack, unpack
 from semcom.data.convert import to_uint8
 from semcom.errors import BitstreamError, InputError
 from semcom.models.fingerprint import FINGERPRINT_BYTES
-from semcom.schemes.base import Erasures, parse_each, register_scheme
+from semcom.schemes.base import Erasures, parse_each, register_receiver, register_scheme
 from semcom.schemes.learned import DEFAULT_MAX_PIXELS, LearnedCodecScheme
 from semcom.schemes.session import Decoded
 
@@ -150,6 +150,7 @@ class VQVAEScheme(LearnedCodecScheme):
     """
 
     name: ClassVar[str] = "vqvae"
+    wire_name: ClassVar[str] = _WIRE_NAME
     role: ClassVar[str] = "baseline"
     family: ClassVar[str] = "vq-vae"
     rate_range: ClassVar[str] = (
@@ -293,7 +294,8 @@ class VQVAEScheme(LearnedCodecScheme):
                         sections = {f"s{i}": b for i, b in enumerate(parts)}
                     else:
                         sections = {"idx": parts[0]}
-                    out.append(pack(Message(scheme=_WIRE_NAME, fields=fields, sections=sections)))
+                    msg = Message(scheme=self.wire_name, fields=fields, sections=sections)
+                    out.append(pack(msg))
         return out
 
     # ---------------------------------------------------------------- receiver
@@ -303,7 +305,7 @@ class VQVAEScheme(LearnedCodecScheme):
         concealment, if any slice is lost)."""
         conceal = self.conceal != "none"
         msg = unpack(data, erasures=erasures, allow_damaged=conceal)
-        msg.expect_scheme(_WIRE_NAME)
+        msg.expect_scheme(self.wire_name)
         msg.expect_fields(_FIELDS, optional=("s",))
         model = self.model
         r, k = int(model.r), int(model.num_codes)
@@ -451,16 +453,20 @@ class VQVAEScheme(LearnedCodecScheme):
 
 @register_scheme("gos-vae")
 class GosVaeScheme(VQVAEScheme):
-    """GOS-VAE (Chao et al.): the same messages and receiver as :class:`VQVAEScheme`
-    (wire id ``vqvae``), with a VQ-VAE trained to imitate a frozen segmenter
+    """GOS-VAE (Chao et al.): the messages and receiver of :class:`VQVAEScheme` under
+    their own wire id (``gosvae``, so that ``semcom receive`` picks the GOS-VAE model,
+    not the MSE one), with a VQ-VAE trained to imitate a frozen segmenter
     (``gos-vae-synth``, :mod:`semcom.train.recipes.gos_vae`); the proposed scheme of
     its family in reports. ``model=`` names the checkpoint (default the zoo's
     ``gos-vae-synth``)."""
 
     name: ClassVar[str] = "gos-vae"
-    wire_name: ClassVar[str] = _WIRE_NAME
+    wire_name: ClassVar[str] = "gosvae"
     role: ClassVar[str] = "proposed"
     family: ClassVar[str] = "gos-vae"
 
     def __init__(self, model: nn.Module | str = "gos-vae-synth", **kw: Any) -> None:
         super().__init__(model, **kw)
+
+
+register_receiver("gosvae", GosVaeScheme)
