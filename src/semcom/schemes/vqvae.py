@@ -1,7 +1,9 @@
 """VQ-VAE image coding: codebook indices, entropy coded (the foundation of GOS-VAE).
 
 Transmitter: a :class:`~semcom.models.vqvae.VQVAE` encodes the image to a grid of
-codebook indices (``h = H / r`` by ``w = W / r``), which are coded losslessly and sent.
+codebook indices (``h = ceil(H / r)`` by ``w = ceil(W / r)``: an image whose sides are not
+multiples of ``r`` is padded by repeating its edge pixels, and the receiver crops the
+reconstruction back), which are coded losslessly and sent.
 Receiver: the same model decodes the indices to ``x_hat``; the judges then score it.
 
 Index coding (``coding=``):
@@ -35,7 +37,8 @@ The rate is fixed by the model (``r``, ``K``, the prior): the scheme has one set
 
 Message (scheme id of ``"vqvae"``, ``"gosvae"`` for GOS-VAE; see ``docs/architecture.md``)::
 
-    fields   h, w   image size, multiples of r; h * w <= the receiver's max_pixels
+    fields   h, w   image size (the grid is ceil(h / r) x ceil(w / r)); h * w <= the
+                    receiver's max_pixels
              r      the model's downsampling factor (must equal the receiver's)
              k      the codebook size K (must equal the receiver's)
              c      index coding: 0 prior, 1 fixed, 2 adaptive, 3 context
@@ -64,6 +67,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semcom.codec.container import Message, pack, unpack
@@ -220,7 +224,14 @@ class VQVAEScheme(LearnedCodecScheme):
 
     # ------------------------------------------------------------- transmitter
     def _check_images(self, images: Tensor) -> Tensor:
-        return self.check_images(images, int(self.model.r))
+        """Checked uint8 images, padded (edge pixels repeated) to multiples of ``r``."""
+        images = self.check_images(images)
+        r = int(self.model.r)
+        h, w = images.shape[-2:]
+        if h % r or w % r:
+            pad = (0, (-w) % r, 0, (-h) % r)
+            images = F.pad(images.float(), pad, mode="replicate").to(torch.uint8)
+        return images
 
     def encode_indices(self, indices: np.ndarray, coding: str | None = None) -> bytes:
         """One section of indices int ``(n,)`` in ``[0, K)``, coded as ``coding`` says
@@ -269,9 +280,9 @@ class VQVAEScheme(LearnedCodecScheme):
     def compress_batch(self, images: Tensor, rate: float) -> list[bytes]:
         """uint8 ``(N, 3, H, W)`` -> N messages (one encoder forward per ``batch_size``)."""
         self.validate_rate(rate)
+        _, _, h, w = images.shape if isinstance(images, Tensor) else (0, 0, 0, 0)
         images = self._check_images(images)
         model = self.model
-        _, _, h, w = images.shape
         fields: dict[str, Any] = {
             "h": int(h),
             "w": int(w),
@@ -316,10 +327,6 @@ class VQVAEScheme(LearnedCodecScheme):
             raise BitstreamError(
                 f"vqvae header: r={sent_r}, K={sent_k}, but this receiver's model has r={r}, K={k}"
             )
-        if h % r or w % r:
-            raise BitstreamError(
-                f"vqvae header: image {w}x{h} is not a multiple of the model's r={r}"
-            )
         if h * w > self.max_pixels:
             raise BitstreamError(
                 f"vqvae header: image {w}x{h} is larger than this receiver's "
@@ -328,7 +335,7 @@ class VQVAEScheme(LearnedCodecScheme):
         c = msg.int_field("c", 0, max(CODINGS.values()))
         coding = next(name for name, i in CODINGS.items() if i == c)
         self.check_fingerprint(msg.bytes_field("fp", FINGERPRINT_BYTES))
-        gh, gw = h // r, w // r
+        gh, gw = -(-h // r), -(-w // r)  # padded to multiples of r by the sender
         rows = msg.int_field("s", 1, 1 << 32) if "s" in msg.fields else 0
         step = min(rows, gh) if rows else gh
         tags = [f"s{i}" for i in range(-(-gh // step))] if rows else ["idx"]
@@ -354,7 +361,7 @@ class VQVAEScheme(LearnedCodecScheme):
             "slices_lost": len(lost),
         }
         indices = torch.from_numpy(grid.astype(np.int64))
-        return Decoded(stats=stats, aux={"indices": indices})
+        return Decoded(stats=stats, aux={"indices": indices, "size": (h, w)})
 
     def _decode_slices(
         self, payloads: list[bytes | None], coding: str, gh: int, gw: int, slice_rows: int
@@ -433,17 +440,18 @@ class VQVAEScheme(LearnedCodecScheme):
             parsed = [results[i] for i in good]
             x_hat = self._run_decoder([d.aux["indices"] for d in parsed])  # type: ignore[union-attr]
             for d, x in zip(parsed, x_hat, strict=True):
-                d.x_hat = x  # type: ignore[union-attr]
+                h, w = d.aux["size"]  # type: ignore[union-attr]
+                d.x_hat = x[:, :h, :w].contiguous()  # type: ignore[union-attr]
         return results
 
     def decompress(self, data: bytes, *, erasures: Erasures = ()) -> Decoded:
         """Message -> :class:`Decoded` with ``x_hat`` uint8 ``(3, H, W)``, stats ``coding``,
         ``grid`` and ``bits_per_index`` (of section ``idx``), aux ``indices`` int64
-        ``(H / r, W / r)``.
+        ``(ceil(H / r), ceil(W / r))``.
 
         Raises:
             BitstreamError: a damaged message, or one that disagrees with this receiver's
-                model (r, K, weights fingerprint, a grid that is not a multiple of r).
+                model (r, K, weights fingerprint, size).
         """
         out = self.decompress_batch([data], [erasures])[0]
         if isinstance(out, BitstreamError):
