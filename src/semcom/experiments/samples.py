@@ -13,6 +13,29 @@ import torch
 Row = tuple[str, list[torch.Tensor], list[str]]
 
 
+def dataset_images(
+    dataset: str, root: str | None, split: str, n: int, size: int | None, first: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images ``first .. first + n - 1`` of a dataset's split: uint8 ``(n, 3, H, W)`` and,
+    when the dataset has per-pixel targets, the masks int64 ``(n, H, W)`` (else None).
+    ``size``: the synthetic world's side, or the size a real dataset is loaded at (None:
+    its own)."""
+    if dataset == "synthetic":
+        from semcom.experiments.sweep import synthetic_evalset
+
+        ev = synthetic_evalset(first + n, size=size or 64, split=split)
+        masks = None if ev.masks is None else ev.masks[first:]
+        return ev.images[first:], masks
+    from semcom.data import load_dataset
+
+    kw = {} if size is None else {"size": size}
+    ds = load_dataset(dataset, root=root, split=split, **kw)
+    items = [ds[i] for i in range(first, min(first + n, len(ds)))]
+    targets = [it[1] for it in items]
+    flat = all(torch.is_tensor(t) and t.ndim == 2 for t in targets)
+    return torch.stack([it[0] for it in items]), torch.stack(targets) if flat else None
+
+
 def _row_label(name: str, rate_label: str = "") -> str:
     """A row label short enough per line to stay beside its own row (``[...]`` options
     and the rate go on lines of their own)."""
@@ -250,15 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not eq or not label or not vit:
                 raise SemcomError(f"--vit {item!r}: expected LABEL=PATH")
             vits.append((label, vit))
-        if a.dataset == "synthetic":
-            from semcom.experiments.sweep import synthetic_evalset
-
-            images = synthetic_evalset(a.n, size=a.size, split=a.split).images
-        else:
-            from semcom.data import load_dataset
-
-            ds = load_dataset(a.dataset, root=a.data_root, split=a.split, size=a.size)
-            images = torch.stack([ds[i][0] for i in range(min(a.n, len(ds)))])
+        images = dataset_images(a.dataset, a.data_root, a.split, a.n, a.size)[0]
         print(attention_comparison(images, Path(a.out), vits, a.selection, a.rate))
     except SemcomError as e:
         sys.stderr.write(f"semcom: error: {one_line(e)}\n")

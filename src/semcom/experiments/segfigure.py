@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semcom.experiments.samples import Row, _row_label, draw_reconstructions
+from semcom.experiments.samples import Row, _row_label, dataset_images, draw_reconstructions
 
 __all__ = ["colour_map", "segmentation_figure", "segmentation_rows"]
 
@@ -114,22 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-o", "--out", default="segmentation.png", help="the PNG to write")
     a = p.parse_args(argv)
     try:
-        if a.dataset == "synthetic":
-            from semcom.experiments.sweep import synthetic_evalset
-
-            ev = synthetic_evalset(a.first + a.n, size=a.size, split=a.split)
-            images, masks = ev.images[a.first :], ev.masks
-            masks = None if masks is None else masks[a.first :]
-        else:
-            from semcom.data import load_dataset
-
-            ds = load_dataset(a.dataset, root=a.data_root, split=a.split)
-            items = [ds[i] for i in range(a.first, min(a.first + a.n, len(ds)))]
-            images = torch.stack([it[0] for it in items])
-            tgt = [it[1] for it in items]
-            masks = (
-                torch.stack(tgt) if all(torch.is_tensor(t) and t.ndim == 2 for t in tgt) else None
-            )
+        size = a.size if a.dataset == "synthetic" else None
+        images, masks = dataset_images(a.dataset, a.data_root, a.split, a.n, size, a.first)
         out = segmentation_figure(images, masks, split_scheme_list(a.schemes), a.judge, Path(a.out))
         print(out)
     except SemcomError as e:

@@ -23,14 +23,12 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from semcom.errors import InputError
 from semcom.models.registry import create_model
 from semcom.train.recipes.base import Batch
 from semcom.train.recipes.gos_vae import GosVaeRecipe
-from semcom.train.sources import eval_batches
 
 __all__ = ["BalleRecipe"]
 
@@ -101,24 +99,15 @@ class BalleRecipe(GosVaeRecipe):
         from semcom.models.balle import rate_bits
         from semcom.schemes.balle import BalleScheme
 
-        if frozen:
-            raise InputError(f"{cls.name} depends on no frozen models, got {sorted(frozen)}")
-        was = model.training
-        model.eval()
         scheme = BalleScheme(model=model)
         psnr_sum, bits, size, count, pixels = 0.0, 0.0, 0, 0, 0
-        try:
-            with torch.no_grad():
-                for batch in eval_batches(split, n, batch_size, image_size, data):
-                    x = batch.x
-                    out = model(x)
-                    psnr_sum += float(psnr(out["x_hat"].clamp(0, 1), x).clamp(max=100).sum())
-                    bits += float(rate_bits(out))
-                    size += sum(len(m) for m in scheme.compress_batch(to_uint8(x), 1.0))
-                    count += len(x)
-                    pixels += x.shape[-2] * x.shape[-1] * len(x)
-        finally:
-            model.train(was)
+        for x in cls.eval_images(model, frozen, split, n, batch_size, image_size, data):
+            out = model(x)
+            psnr_sum += float(psnr(out["x_hat"].clamp(0, 1), x).clamp(max=100).sum())
+            bits += float(rate_bits(out))
+            size += sum(len(m) for m in scheme.compress_batch(to_uint8(x), 1.0))
+            count += len(x)
+            pixels += x.shape[-2] * x.shape[-1] * len(x)
         res: dict[str, Any] = {"split": split if data is None else "dataset", "n": count}
         res.update(
             psnr=psnr_sum / max(count, 1),

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -145,6 +146,31 @@ class VQVAERecipe(PatchRecipe):
 
     # -------------------------------------------------------------- evaluation
     @classmethod
+    def eval_images(
+        cls,
+        model: nn.Module,
+        frozen: dict[str, Any],
+        split: str,
+        n: int | None,
+        batch_size: int,
+        image_size: int,
+        data: Any,
+    ) -> Iterator[Tensor]:
+        """The evaluation images float ``(b, 3, H, W)``, batch by batch, with ``model`` in
+        eval mode and no gradients (its mode is restored afterwards); a codec recipe
+        depends on no frozen models (InputError if ``frozen`` names any)."""
+        if frozen:
+            raise InputError(f"{cls.name} depends on no frozen models, got {sorted(frozen)}")
+        was = model.training
+        model.eval()
+        try:
+            for batch in eval_batches(split, n, batch_size, image_size, data):
+                with torch.no_grad():
+                    yield batch.x
+        finally:
+            model.train(was)
+
+    @classmethod
     def score(
         cls,
         model: nn.Module,
@@ -164,10 +190,6 @@ class VQVAERecipe(PatchRecipe):
         from semcom.models.vqvae import index_statistics
         from semcom.schemes.vqvae import VQVAEScheme
 
-        if frozen:
-            raise InputError(f"{cls.name} depends on no frozen models, got {sorted(frozen)}")
-        was = model.training
-        model.eval()
         k = int(model.num_codes)
         counts = torch.zeros(k, dtype=torch.int64)
         psnr_sum, count, pixels = 0.0, 0, 0
@@ -177,24 +199,19 @@ class VQVAERecipe(PatchRecipe):
             sizes["context"] = 0
         idx_bits = 0.0
         schemes = {c: VQVAEScheme(model=model, coding=c) for c in sizes}
-        try:
-            with torch.no_grad():
-                for batch in eval_batches(split, n, batch_size, image_size, data):
-                    x = batch.x
-                    idx = model.encode(x)
-                    counts += model.index_counts(idx)
-                    x_hat = model.decode(idx)
-                    psnr_sum += float(psnr(x_hat, x).clamp(max=100.0).double().sum())
-                    images = to_uint8(x)
-                    for coding, sch in schemes.items():
-                        msgs = sch.compress_batch(images, 1.0)
-                        sizes[coding] += sum(len(m) for m in msgs)
-                        if coding == "prior":
-                            idx_bits += sum(8.0 * len(unpack(m).sections["idx"]) for m in msgs)
-                    count += len(x)
-                    pixels += x.shape[-2] * x.shape[-1] * len(x)
-        finally:
-            model.train(was)
+        for x in cls.eval_images(model, frozen, split, n, batch_size, image_size, data):
+            idx = model.encode(x)
+            counts += model.index_counts(idx)
+            x_hat = model.decode(idx)
+            psnr_sum += float(psnr(x_hat, x).clamp(max=100.0).double().sum())
+            images = to_uint8(x)
+            for coding, sch in schemes.items():
+                msgs = sch.compress_batch(images, 1.0)
+                sizes[coding] += sum(len(m) for m in msgs)
+                if coding == "prior":
+                    idx_bits += sum(8.0 * len(unpack(m).sections["idx"]) for m in msgs)
+            count += len(x)
+            pixels += x.shape[-2] * x.shape[-1] * len(x)
         stats = index_statistics(counts)
         n_idx = max(int(counts.sum()), 1)
         logp = np.log2(model.prior.table())
