@@ -57,6 +57,7 @@ from semcom.errors import BitstreamError, InputError
 __all__ = [
     "FRAC_BITS",
     "IndexContext",
+    "check_context",
     "context_of",
     "decode_grid",
     "encode_grid",
@@ -266,7 +267,8 @@ class IndexContext(nn.Module):
         return bits / max(n, 1)
 
 
-def _check_context(model: IndexContext | None) -> IndexContext:
+def check_context(model: IndexContext | None) -> IndexContext:
+    """``model`` if it is a fitted context model; InputError saying what is missing."""
     if model is None or not isinstance(model, IndexContext):
         raise InputError("coding=context needs a VQ-VAE with a context model (context > 0)")
     if not model.fitted:
@@ -280,7 +282,7 @@ def encode_grid(grid: np.ndarray, model: IndexContext, slice_rows: int = 0) -> l
     its own (:func:`decode_grid`)."""
     from semcom.codec.entropy import encode_categorical
 
-    model = _check_context(model)
+    model = check_context(model)
     g = np.asarray(grid, dtype=np.int64)
     h, w = g.shape
     step = slice_rows or h
@@ -311,7 +313,7 @@ def decode_grid(
     :class:`BitstreamError`."""
     from semcom.codec.entropy import decode_chunked
 
-    model = _check_context(model)
+    model = check_context(model)
     k = model.num_codes
     step = slice_rows or h
     count = -(-h // step) if h else 0

@@ -196,9 +196,9 @@ class VQVAEScheme(LearnedCodecScheme):
         if self.coding in ("prior", "auto"):
             model.prior.table()  # type: ignore[union-attr, operator] - InputError if broken
         if self.coding == "context":
-            from semcom.models.index_context import _check_context
+            from semcom.models.index_context import check_context
 
-            _check_context(getattr(model, "context", None))
+            check_context(getattr(model, "context", None))
         return model
 
     def _has_context(self) -> bool:
