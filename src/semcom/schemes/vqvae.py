@@ -140,12 +140,8 @@ class VQVAEScheme(LearnedCodecScheme):
             context, per message), ``"prior"`` (range coder with the model's static
             prior), ``"fixed"`` (ceil(log2 K) bits per index), ``"adaptive"`` (adaptive
             model, no prior) or ``"context"`` (the model's context-adaptive prior).
-        batch_size: images per encoder / decoder forward.
-        max_pixels: largest image (H x W pixels) sent or received; a message declaring a
-            larger one is refused before anything is allocated.
-        device: torch device of the model.
-        check_models: the receiver refuses (ModelMismatchError) a message whose fp field
-            names other model weights than its own; false decodes it anyway.
+        batch_size, max_pixels, device, check_models: as
+            :class:`~semcom.schemes.learned.LearnedCodecScheme`.
         slice_rows: rows of the index grid per independently coded slice (transmitter);
             0 (default): the whole grid in one section.
         conceal: what the receiver does with a lost or damaged slice: ``"none"``
