@@ -98,6 +98,17 @@ def _rates(text: str | None) -> list[float] | None:
     return out
 
 
+def _image_size(text: str) -> int | tuple[int, int]:
+    """``--size`` as a side or ``(height, width)`` (InputError when malformed)."""
+    from semcom.errors import InputError
+    from semcom.train.sources import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except InputError as exc:
+        raise InputError(f"--size: {exc}") from None
+
+
 def _report_folder(out: Path) -> Path:
     """``out`` as a report folder, checked before any work: an existing file is refused."""
     from semcom.errors import InputError

@@ -9,6 +9,7 @@ import typer
 
 from semcom.cli.app import (
     DEFAULT_DEMO_CHANNELS,
+    _image_size,
     _rates,
     _report_folder,
     app,
@@ -177,7 +178,13 @@ def bench(
     data_root: Annotated[Path | None, typer.Option(help="Root folder of a real dataset.")] = None,
     split: Annotated[str, typer.Option(help="Dataset split to evaluate on.")] = "test",
     n_images: Annotated[int, typer.Option(help="Images per point.", min=1)] = 256,
-    size: Annotated[int, typer.Option(help="Image side (images are resized to it).", min=8)] = 64,
+    size: Annotated[
+        str,
+        typer.Option(
+            help="Image side N, or HxW (height x width) for a real dataset, each a multiple "
+            "of 8; images are resized to it (e.g. 240x320 for CamVid at half size)."
+        ),
+    ] = "64",
     classifier: Annotated[
         Path | None,
         typer.Option(
@@ -249,7 +256,7 @@ def bench(
         data_root=data_root,
         split=split,
         n_images=n_images,
-        size=size,
+        size=_image_size(size),
         classifier=classifier,
         segmenter=segmenter,
         ft_classifier=ft_classifier,

@@ -123,7 +123,12 @@ DEMO_ANCHOR = "jpeg"
 
 
 def _real_evalset(
-    dataset: str, root: Path | None, split: str, n: int, size: int, seed: int
+    dataset: str,
+    root: Path | None,
+    split: str,
+    n: int,
+    size: int | tuple[int, int],
+    seed: int,
 ) -> EvalSet:
     from semcom.data import load_dataset
 
@@ -228,7 +233,7 @@ def run_bench(
     data_root: Path | None,
     split: str,
     n_images: int,
-    size: int,
+    size: int | tuple[int, int],
     classifier: Path | None,
     segmenter: Path | None,
     seed: int,
@@ -270,6 +275,8 @@ def run_bench(
         raise InputError(f"--anchor {anchor!r} is not one of the schemes: {', '.join(labels)}")
     if anchor is not None and roles[anchor] == "reference":
         raise InputError(f"--anchor {anchor!r} is a reference scheme (plotted, never compared)")
+    if dataset == "synthetic" and not isinstance(size, int):
+        raise InputError(f"--size {size[0]}x{size[1]}: the synthetic world's images are square")
     if dataset == "synthetic":
         evalset = synthetic_evalset(n_images, size=size, split=split, seed=seed)
     else:

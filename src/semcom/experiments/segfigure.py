@@ -110,11 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--split", default="test", help="dataset split")
     p.add_argument("--n", type=int, default=6, help="images (columns)")
     p.add_argument("--first", type=int, default=0, help="index of the first image")
-    p.add_argument("--size", type=int, default=64, help="synthetic image side")
+    p.add_argument(
+        "--size",
+        default=None,
+        help="image side N or HxW (height x width), each a multiple of 8; default: 64 for "
+        "the synthetic world, a real dataset's own size",
+    )
     p.add_argument("-o", "--out", default="segmentation.png", help="the PNG to write")
     a = p.parse_args(argv)
     try:
-        size = a.size if a.dataset == "synthetic" else None
+        from semcom.train.sources import parse_image_size
+
+        size = None if a.size is None else parse_image_size(a.size)
+        if a.dataset == "synthetic" and size is None:
+            size = 64
         images, masks = dataset_images(a.dataset, a.data_root, a.split, a.n, size, a.first)
         out = segmentation_figure(images, masks, split_scheme_list(a.schemes), a.judge, Path(a.out))
         print(out)

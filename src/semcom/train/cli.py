@@ -53,6 +53,16 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or ""
 
 
+def _image_size(text: str) -> Any:
+    """argparse type of ``--image-size``: ``N`` or ``HxW``."""
+    from semcom.train.sources import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except SemcomError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def trainable_models() -> list[str]:
     """Every name ``--model`` takes: the registered models and the patch recipes."""
     from semcom.models.registry import list_models
@@ -95,7 +105,13 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         "--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing"
     )
     p.add_argument("--aux-weight", type=float, default=1.0, help="classifier dense mask loss")
-    p.add_argument("--image-size", type=int, default=64, help="image side (multiple of 8)")
+    p.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=64,
+        help="image side, or HxW (height x width) for a real dataset, each a multiple of 8; "
+        "real images are resized to it (default 64)",
+    )
     p.add_argument("--model-kw", default="{}", help="JSON object of model config overrides")
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between resume checkpoints")
     p.add_argument(
@@ -162,6 +178,14 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
     )
     v.add_argument("--lpips-weight", type=float, default=1.0, help="weight of the LPIPS term")
     v.add_argument("--mse-weight", type=float, default=0.0, help="weight of a pixel MSE term")
+    v.add_argument(
+        "--crop",
+        type=int,
+        default=0,
+        help="vqvae-synth, gos-vae-synth, balle-synth on a real dataset: train on random "
+        "crops of this side (multiple of 8; mirrored at random) of the --image-size images; "
+        "0: whole images",
+    )
     v.add_argument(
         "--lmbda",
         type=float,
@@ -274,8 +298,11 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
                 edge_attn_frac=args.edge_attn_frac,
                 init=args.init,
             )
+        if args.model == "vqvae-synth":
+            extra = dict(crop=args.crop)
         if args.model in ("gos-vae-synth", "balle-synth"):
             extra = dict(
+                crop=args.crop,
                 segmenter=args.segmenter,
                 task_loss=args.task_loss,
                 task_weight=args.task_weight,

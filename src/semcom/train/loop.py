@@ -157,13 +157,15 @@ def fit(
         raise InputError(f"lr must be > 0, got {lr}")
     if schedule not in SCHEDULES:
         raise InputError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
-    size = recipe.image_size
-    if size < 8 or size % 8:
-        raise InputError(f"image_size must be a positive multiple of 8, got {size}")
+    from semcom.train.sources import parse_image_size
+
+    size = parse_image_size(recipe.image_size)
     recipe.check()
     if threads:
         torch.set_num_threads(int(threads))
     recipe.prepare()
+    if not isinstance(size, int) and recipe.data is None:
+        raise InputError(f"image size {size} (H x W) needs a real dataset; the world is square")
     rank, world = _dist_env()
     if batch_size % world:
         raise InputError(f"batch_size {batch_size} is not divisible by WORLD_SIZE {world}")

@@ -18,16 +18,18 @@ from semcom.errors import InputError
 
 __all__ = [
     "DATASETS",
+    "CroppedSource",
     "DatasetSource",
     "EvalBatch",
     "SyntheticSource",
     "collate_items",
     "eval_batches",
     "load_data_split",
+    "parse_image_size",
 ]
 
 #: datasets the training recipes read (``--dataset``)
-DATASETS = ("synthetic", "tiny-imagenet")
+DATASETS = ("synthetic", "tiny-imagenet", "camvid")
 
 _SEED_STRIDE = 10_000_019
 
@@ -158,6 +160,47 @@ class DatasetSource:
         return x, y, None
 
 
+class CroppedSource:
+    """Random ``crop`` x ``crop`` windows of another source's batches, each mirrored left
+    to right with probability 1/2 when ``flip`` (the codec recipes on real photos: a
+    fully convolutional codec trains on crops and codes whole images).
+
+    Stateless like the source it wraps: the windows of step ``s`` are drawn from a
+    generator seeded with ``(seed, s)``, one per item of the *global* batch, so every
+    rank and every resumed run cuts the same ones. Targets of the image's size (masks)
+    are cut with it; labels pass through.
+    """
+
+    def __init__(self, source: Any, crop: int, seed: int = 0, flip: bool = True) -> None:
+        if isinstance(crop, bool) or not isinstance(crop, int) or crop < 8 or crop % 8:
+            raise InputError(f"crop must be a multiple of 8 (>= 8), got {crop!r}")
+        self.source, self.crop, self.seed, self.flip = source, int(crop), int(seed), bool(flip)
+
+    def batch(
+        self, step: int, batch_size: int, rank: int = 0, world: int = 1
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """This rank's shard: images float32 ``(B/W, 3, crop, crop)`` and the wrapped
+        source's targets (cut alike when they are ``(B/W, H, W)``)."""
+        x, y, m = self.source.batch(step, batch_size, rank, world)
+        h, w = x.shape[-2:]
+        c = self.crop
+        if c > h or c > w:
+            raise InputError(f"crop {c} is larger than the images ({h} x {w})")
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(step))
+        tops = torch.randint(0, h - c + 1, (batch_size,), generator=g)[rank::world]
+        lefts = torch.randint(0, w - c + 1, (batch_size,), generator=g)[rank::world]
+        mirror = (torch.rand(batch_size, generator=g) < 0.5)[rank::world] & self.flip
+
+        def cut(t: Tensor | None) -> Tensor | None:
+            if t is None or t.shape[-2:] != (h, w):
+                return t
+            windows = zip(tops.tolist(), lefts.tolist(), strict=True)
+            out = torch.stack([t[i, ..., a : a + c, b : b + c] for i, (a, b) in enumerate(windows)])
+            return torch.where(mirror.view(-1, *[1] * (out.ndim - 1)), out.flip(-1), out)
+
+        return cut(x), cut(y), cut(m)  # type: ignore[return-value]
+
+
 class EvalBatch(NamedTuple):
     """Images of an evaluation: ``x`` float32 ``(B, 3, H, W)``; ``y`` int64 targets (the
     labels, or a dataset's targets); ``masks`` the synthetic world's int64 ``(B, H, W)``
@@ -194,9 +237,33 @@ def eval_batches(
         yield EvalBatch(x, y, None, torch.tensor(idx, dtype=torch.int64))
 
 
-def load_data_split(dataset: str, data_root: Any, split: str, size: int) -> Any:
-    """A real dataset's split by name (``None`` for "synthetic", generated on the fly)."""
+def parse_image_size(text: str | int | tuple[int, int]) -> int | tuple[int, int]:
+    """``"64"`` -> 64, ``"240x320"`` -> ``(240, 320)`` (height x width); each side a
+    multiple of 8 in 8..4096 (InputError otherwise)."""
+    if isinstance(text, (int, tuple)):
+        sides = (text, text) if isinstance(text, int) else text
+        value: int | tuple[int, int] = text
+    else:
+        parts = str(text).lower().replace("*", "x").split("x")
+        try:
+            nums = tuple(int(p) for p in parts)
+        except ValueError:
+            raise InputError(f"image size must be N or HxW, got {text!r}") from None
+        if len(nums) not in (1, 2):
+            raise InputError(f"image size must be N or HxW, got {text!r}")
+        sides = nums if len(nums) == 2 else (nums[0], nums[0])
+        value = nums[0] if len(nums) == 1 else (nums[0], nums[1])
+    if not all(isinstance(v, int) and 8 <= v <= 4096 and v % 8 == 0 for v in sides):
+        raise InputError(f"image size sides must be multiples of 8 in 8..4096, got {text!r}")
+    return value
+
+
+def load_data_split(dataset: str, data_root: Any, split: str, size: int | tuple[int, int]) -> Any:
+    """A real dataset's split by name (``None`` for "synthetic", generated on the fly),
+    its images resized to ``size`` (a side, or ``(height, width)``)."""
     if dataset == "synthetic":
+        if not isinstance(size, int):
+            raise InputError(f"the synthetic world's images are square; got size {size!r}")
         return None
     if dataset not in DATASETS:
         raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")

@@ -37,7 +37,7 @@ from semcom.errors import InputError
 from semcom.models.registry import create_model
 from semcom.train.recipes.base import Batch
 from semcom.train.recipes.patch import PatchRecipe
-from semcom.train.sources import eval_batches
+from semcom.train.sources import CroppedSource, eval_batches
 
 __all__ = ["VQVAERecipe"]
 
@@ -54,6 +54,9 @@ class VQVAERecipe(PatchRecipe):
         prior_images: training images whose indices fit the static prior after the last
             step (0: leave the prior uniform).
         prior_alpha: Laplace smoothing of the prior's counts (``> 0``).
+        crop: train on random ``crop`` x ``crop`` windows of a real dataset's images
+            (0: whole images; the synthetic world is always whole). The codec is fully
+            convolutional: it codes whole images of any size that ``r`` divides.
         kw: the family's settings (:class:`~semcom.train.recipes.patch.PatchRecipe`);
             ``arch`` (``"vqvae"`` or ``"vqvae-res"``), ``model_kw``, ``dataset`` /
             ``data`` / ``eval_data`` and ``image_size`` are the ones that matter here.
@@ -81,9 +84,11 @@ class VQVAERecipe(PatchRecipe):
         prior_images: int = PRIOR_IMAGES,
         prior_alpha: float = 1.0,
         context_steps: int = CONTEXT_STEPS,
+        crop: int = 0,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.cfg["crop"] = crop
         self.cfg["prior_images"] = prior_images
         self.cfg["prior_alpha"] = prior_alpha
         self.cfg["context_steps"] = context_steps
@@ -95,6 +100,9 @@ class VQVAERecipe(PatchRecipe):
             n = self.cfg[key]
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise InputError(f"{key} must be an int >= 0, got {n!r}")
+        crop = self.cfg["crop"]
+        if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0 or crop % 8:
+            raise InputError(f"crop must be 0 (whole images) or a multiple of 8, got {crop!r}")
         a = self.cfg["prior_alpha"]
         if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < float("inf"):
             raise InputError(f"prior_alpha must be a number > 0, got {a!r}")
@@ -106,6 +114,15 @@ class VQVAERecipe(PatchRecipe):
                 f"{self.name} trains a VQ-VAE (arch vqvae or vqvae-res), not {self.cfg['arch']!r}"
             )
         return model
+
+    def source(self, seed: int) -> Any:
+        """The training batches; with ``crop`` and a real dataset, random ``crop`` x
+        ``crop`` windows of its images, mirrored at random when ``flip``
+        (:class:`~semcom.train.sources.CroppedSource`)."""
+        src = super().source(seed)
+        if self.cfg["crop"] and self.data is not None:
+            return CroppedSource(src, self.cfg["crop"], seed=seed, flip=self.cfg["flip"])
+        return src
 
     # ------------------------------------------------------------------- steps
     def distortion(self, x: Tensor, x_hat: Tensor, batch: Batch) -> Tensor:
