@@ -174,6 +174,11 @@ def judge_image(path: Path, specs: Sequence[str], ref: Path | None = None) -> di
     judges = [create_judge(s) for s in specs]
     img = load_image_info(path).image
     result: dict[str, Any] = {"image": f"{path} ({img.shape[2]}x{img.shape[1]})"}
+    sets = [j.name for j in judges if j.yields == "distribution"]
+    if sets:
+        raise InputError(
+            f"{', '.join(sets)} compare(s) sets of images, not one: use it in `semcom bench`"
+        )
     distance = [j for j in judges if j.yields == "distance"]
     if distance and ref is None:
         names = ", ".join(j.name for j in distance)

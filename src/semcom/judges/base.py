@@ -7,7 +7,10 @@ yields one of three things, which :mod:`semcom.judges.scoring` turns into metric
 - ``"segmentation"``: class scores per pixel ``float (B, K, H, W)`` -> mIoU and pixel
   accuracy against the masks;
 - ``"distance"``: one number per image ``float (B,)`` against the original image (PSNR,
-  SSIM, deep-feature distance), averaged.
+  SSIM, deep-feature distance), averaged;
+- ``"distribution"``: a feature vector per image ``float (B, D)``, of the reconstructions
+  and of the originals alike; the metric compares the two *sets* (a Fréchet distance), so
+  it exists for an evaluation set, never for one image.
 
 Judges are registered by name (``register_judge``) and built from a spec
 ``NAME`` or ``NAME=PATH`` (``create_judge``), the form ``--judge`` takes. A judge whose
@@ -24,7 +27,7 @@ import torch
 
 from semcom.errors import InputError
 
-YIELDS: tuple[str, ...] = ("logits", "segmentation", "distance")
+YIELDS: tuple[str, ...] = ("logits", "segmentation", "distance", "distribution")
 
 
 class Judge:
@@ -79,7 +82,8 @@ class Judge:
 
     def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """``x`` float ``(B, 3, H, W)`` in ``[0, 1]`` (the receiver's output), ``ref`` the
-        originals, same shape -> logits ``(B, C)``, scores ``(B, K, H, W)`` or ``(B,)``."""
+        originals, same shape -> logits ``(B, C)``, scores ``(B, K, H, W)``, ``(B,)``, or
+        a ``distribution`` judge's features of ``x`` ``(B, D)``."""
         raise NotImplementedError
 
     def predict(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ shape-classifier-ft logits       ``accuracy_ft`` (zoo, fine-tuned on masked imag
 shape-segmenter   segmentation   ``miou``, ``pixel_accuracy`` (zoo)
 lpips-alex=DIR    distance       ``lpips-alex`` (our LPIPS; DIR holds the safetensors weights)
 lpips-vgg=DIR     distance       ``lpips-vgg``
+fd-alex=DIR       distribution   ``fd-alex``: Fréchet distance of AlexNet features (not FID)
 classifier=PATH   logits         ``accuracy`` (a semcom classifier checkpoint)
 segmenter=PATH    segmentation   ``miou``, ``pixel_accuracy`` (a semcom segmenter checkpoint)
 espnet-camvid=PATH segmentation  ``miou``, ``pixel_accuracy`` (the authors' ESPNet CamVid .pth)
@@ -388,6 +389,53 @@ register_judge("lpips-alex", "LPIPS, AlexNet (=DIR: the folder of its safetensor
 register_judge("lpips-vgg", "LPIPS, VGG16 (=DIR: the folder of its safetensors weights)")(
     _lpips_factory("vgg")
 )
+
+
+class FrechetAlexJudge(Judge):
+    """A Fréchet distance between the reconstructions' and the originals' features, on
+    AlexNet's last convolutional stage (the ImageNet-trained trunk LPIPS-Alex uses, its
+    input scaling included): conv5 after its ReLU, averaged over the image to 256
+    numbers per image. The formula is FID's (:mod:`semcom.metrics.frechet`); the network
+    is not FID's Inception-v3, so the figure is named ``fd-alex`` and is comparable only
+    with itself. It compares sets: with few images (fewer than 256) the covariances are
+    rank-deficient and the value is biased upwards, so compare schemes on the same
+    images and count."""
+
+    yields = "distribution"
+    higher_is_better = False
+
+    def __init__(self, folder: str) -> None:
+        from semcom.metrics.lpips_net import load_lpips
+
+        self.lpips = load_lpips("alex", folder)
+        super().__init__(
+            "fd-alex", ("fd-alex",), domain="ImageNet features (AlexNet conv5, 256-d)",
+            source=folder,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        from semcom.metrics.lpips_net import MIN_SIDE
+
+        if min(x.shape[-2:]) < MIN_SIDE["alex"]:
+            raise InputError(
+                f"fd-alex needs images of at least {MIN_SIDE['alex']} pixels a side, "
+                f"got {tuple(x.shape[-2:])}"
+            )
+        return self.lpips._taps(x)[-1].mean((2, 3)).double()
+
+
+@register_judge(
+    "fd-alex",
+    "Fréchet distance of AlexNet conv5 features, reconstructions vs originals over the "
+    "set (=DIR: the LPIPS weights' folder; not the Inception FID)",
+)
+def _fd_alex(path: str | None) -> Judge:
+    if path is None:
+        raise InputError(
+            "judge fd-alex needs the folder of the AlexNet weights: --judge fd-alex=DIR"
+        )
+    return FrechetAlexJudge(path)
 
 
 #: The judges the synthetic world is scored with (each when its zoo weights are here).

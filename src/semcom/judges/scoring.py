@@ -158,10 +158,14 @@ def judge_reconstructions(
     total = 0.0
     correct = 0
     meter = None
+    feats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
     for lo in range(0, n, batch_size):
         xb = to_float(x_hat[lo : lo + batch_size])
         ref = to_float(images[lo : lo + batch_size])
-        if judge.yields == "distance":
+        if judge.yields == "distribution":
+            feats[0].append(judge(xb, ref))
+            feats[1].append(judge(ref, ref))
+        elif judge.yields == "distance":
             total += float(judge(xb, ref).sum())
         elif judge.yields == "logits":
             correct += int((judge.predict(xb, ref) == labels[lo : lo + batch_size]).sum())  # type: ignore[index]
@@ -174,6 +178,13 @@ def judge_reconstructions(
                 # (a later batch may predict a higher class id than the first did)
                 meter = SegmentationMeter(k) if meter is None else meter.grown(k)
             meter.update(pred, masks[lo : lo + batch_size])  # type: ignore[index]
+    if judge.yields == "distribution":
+        if n < 2:
+            return {}  # a distance between sets needs two images per set
+        from semcom.metrics.frechet import frechet_distance
+
+        fd = frechet_distance(torch.cat(feats[0]), torch.cat(feats[1]))
+        return {judge.metrics[0]: fd}
     if judge.yields == "distance":
         return {judge.metrics[0]: total / n}
     if judge.yields == "logits":

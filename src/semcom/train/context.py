@@ -8,6 +8,9 @@ the same indices), and fits the static prior and the context model on the indice
 first ``images`` training images, exactly as the recipe's ``finish`` does::
 
     python -m semcom.train.context runs/vq4/vqvae-synth.safetensors --out runs/vq4/ctx.safetensors
+    python -m semcom.train.context runs/cv-vq4/vqvae-synth.safetensors \
+        --out runs/cv-vq4/ctx.safetensors --dataset camvid \
+        --data-root ../shared/datasets/camvid --image-size 240x320
 
 It prints one JSON line: the fit's ``train_bits`` and the ``vqvae-synth`` evaluation of
 the new checkpoint (``bytes_context`` next to ``bytes_per_image`` and ``bytes_fixed``).
@@ -37,14 +40,19 @@ def add_context(
     images: int = 2048,
     steps: int = 1500,
     seed: int = 0,
-    image_size: int = 64,
+    image_size: int | tuple[int, int] = 64,
     eval_n: int = 256,
+    dataset: str = "synthetic",
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write ``out``: ``checkpoint``'s VQ-VAE with a fitted context model of width
-    ``hidden``; returns the fit's figures and the evaluation on ``eval_n`` test images."""
+    ``hidden``; returns the fit's figures and the evaluation on ``eval_n`` test images
+    (of a real ``dataset``: fitted on its train split's whole images at ``image_size``,
+    evaluated on its val split)."""
     from semcom.models.checkpoint import load_checkpoint, save_checkpoint
     from semcom.models.registry import create_model
     from semcom.train.recipes.vqvae import VQVAERecipe
+    from semcom.train.sources import load_data_split, parse_image_size
 
     src, meta = load_checkpoint(checkpoint)
     if not hasattr(src, "fit_context"):
@@ -54,12 +62,19 @@ def add_context(
     missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     if unexpected or any(not k.startswith("context.") for k in missing):
         raise InputError(f"{checkpoint}: keys do not match a {meta.name} ({unexpected or missing})")
+    size = parse_image_size(image_size)
+    data = load_data_split(dataset, data_root, "train", size)
+    eval_data = load_data_split(dataset, data_root, "val", size)
+    if data is not None:
+        images = min(images, len(data))
     recipe = VQVAERecipe(
         arch=meta.name,
         model_kw=config,
-        image_size=image_size,
+        image_size=size,
         prior_images=images,
         context_steps=steps,
+        data=data,
+        dataset=dataset,
     )
     recipe.check()
     run: dict[str, Any] = {"seed": seed}
@@ -67,7 +82,9 @@ def add_context(
     recipe.finish(model.eval(), run)
     fit = {**run.get("context_fit", {}), "fit_s": round(time.perf_counter() - t0, 1)}
     path = save_checkpoint(model.eval(), out, step=meta.step, extra={"context_fit": fit})
-    scores = VQVAERecipe.score(model, split="test", n=eval_n, image_size=image_size)
+    scores = VQVAERecipe.score(
+        model, split="test", n=eval_n, batch_size=16, image_size=size, data=eval_data
+    )
     return {"checkpoint": str(path), **fit, **scores}
 
 
@@ -84,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=2048, help="training images to fit on")
     p.add_argument("--steps", type=int, default=1500, help="optimiser steps of the fit")
     p.add_argument("--seed", type=int, default=0, help="the training batches and the fit")
-    p.add_argument("--image-size", type=int, default=64, help="synthetic image side")
+    p.add_argument(
+        "--image-size",
+        default="64",
+        help="image side N, or HxW for a real dataset (its images are resized to it)",
+    )
+    p.add_argument("--dataset", default="synthetic", help="synthetic | tiny-imagenet | camvid")
+    p.add_argument("--data-root", default=None, help="the real dataset's folder")
     p.add_argument("--eval-n", type=int, default=256, help="test images to evaluate on")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
@@ -100,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             image_size=args.image_size,
             eval_n=args.eval_n,
+            dataset=args.dataset,
+            data_root=args.data_root,
         )
     except (SemcomError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
