@@ -121,3 +121,79 @@ def test_diffusion_trains_and_generates_deterministically() -> None:
             m.generate(ids, pos, **kw)  # type: ignore[arg-type]
     with pytest.raises(InputError):
         create_model("text-diffusion", **{**TINY, "widths": (8, 12, 16)})
+
+
+def test_word_attention_pools_tokens_into_words_and_drops_specials() -> None:
+    from semcom.text.attention import word_attention
+
+    # 5 tokens: <bos>, word0, word1 (two pieces), <eos>
+    a = torch.tensor(
+        [
+            [0.2, 0.2, 0.2, 0.2, 0.2],
+            [0.5, 0.1, 0.2, 0.2, 0.0],  # word0 -> word1 pieces 0.4 of the 0.5 left
+            [0.0, 0.3, 0.3, 0.3, 0.1],
+            [0.0, 0.1, 0.1, 0.7, 0.1],
+            [0.2, 0.2, 0.2, 0.2, 0.2],
+        ]
+    )
+    w = word_attention([a[None]], [-1, 0, 1, 1, -1])
+    assert w.shape == (2, 2)
+    assert torch.allclose(w.sum(1), torch.ones(2, dtype=torch.float64))
+    assert w[0].tolist() == pytest.approx([0.2, 0.8])  # (0.1 | 0.2 + 0.2) / 0.5
+    row1 = (torch.tensor([0.3, 0.6]) / 0.9 + torch.tensor([0.1, 0.8]) / 0.9) / 2
+    assert w[1].tolist() == pytest.approx(row1.tolist())
+    # layers and heads are averaged (or picked)
+    two = torch.stack([a, a.T.contiguous() / a.T.sum(1, keepdim=True)])
+    both = word_attention([two], [-1, 0, 1, 1, -1])
+    first = word_attention([two], [-1, 0, 1, 1, -1], heads=[0])
+    assert torch.allclose(first, w) and not torch.allclose(both, w)
+    assert word_attention([a[None]], [-1] * 5).shape == (0, 0)
+    for kw in ({"layers": [1]}, {"heads": [2]}, {"layers": []}):
+        with pytest.raises(InputError):
+            word_attention([a[None]], [-1, 0, 1, 1, -1], **kw)  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        word_attention([a[None]], [0, 1, 1])
+    with pytest.raises(InputError):
+        word_attention([a[None]], [1, 0, 0, 0, 0])
+
+
+def test_orderings() -> None:
+    from semcom.text.orderings import (
+        attentive_order,
+        lowest_distance_order,
+        natural_order,
+        random_order,
+    )
+
+    assert natural_order(3) == [0, 1, 2]
+    r = random_order(10, seed=1)
+    assert sorted(r) == list(range(10)) and r == random_order(10, seed=1) != natural_order(10)
+    w = torch.tensor(
+        [
+            [0.1, 0.6, 0.2, 0.1],
+            [0.1, 0.1, 0.7, 0.1],
+            [0.5, 0.3, 0.1, 0.1],
+            [0.1, 0.5, 0.3, 0.1],
+        ]
+    )
+    # column sums without the diagonal: 0.7, 1.4, 1.2, 0.3 -> word 1 first
+    assert attentive_order(w, "most") == [1, 2, 0, 3]
+    assert attentive_order(w, "least") == [1, 0, 3, 2]
+    assert attentive_order(torch.zeros(0, 0)) == []
+    with pytest.raises(InputError):
+        attentive_order(w, "middle")
+    with pytest.raises(InputError):
+        attentive_order(torch.zeros(2, 3))
+
+    target = {0: 5.0, 1: 1.0, 2: 3.0, 3: 2.0}  # each word's worth; the distance drops as
+    calls: list[int] = []  # the set's worth grows
+
+    def distance(sets: list[list[int]]) -> list[float]:
+        calls.append(len(sets))
+        return [10.0 - sum(target[i] for i in s) for s in sets]
+
+    order, curve = lowest_distance_order(4, distance)
+    assert order == [0, 2, 3, 1] and curve == [5.0, 2.0, 0.0, -1.0] and calls == [4, 3, 2, 1]
+    calls.clear()
+    order, curve = lowest_distance_order(4, distance, stop_at=2.5)
+    assert order == [0, 2, 1, 3] and curve == [5.0, 2.0] and calls == [4, 3]
