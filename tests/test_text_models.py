@@ -197,3 +197,26 @@ def test_orderings() -> None:
     calls.clear()
     order, curve = lowest_distance_order(4, distance, stop_at=2.5)
     assert order == [0, 2, 1, 3] and curve == [5.0, 2.0] and calls == [4, 3]
+
+
+def test_the_generator_recipe_trains_on_captions_and_scores_semantic_success(
+    tmp_path,  # noqa: ANN001
+) -> None:
+    from semcom.train.loop import train_patch_model
+    from semcom.train.recipes.text_diffusion import CAPTION_LEN, CaptionSource
+
+    x, ids, masks = CaptionSource("classify", seed=0, image_size=32).batch(0, 4)
+    assert x.shape == (4, 3, 32, 32) and ids.shape == (4, CAPTION_LEN) and masks is not None
+    assert (ids[:, :5] > 3).all()  # real words first, then padding
+    kw = {"image_size": 8, "widths": [8, 8, 16], "text_dim": 16, "text_depth": 1,
+          "text_heads": 2, "timesteps": 20}  # fmt: skip
+    res = train_patch_model(
+        "text-diffusion-synth", tmp_path, model_kw=kw, steps=2, batch_size=4, eval_n=4,
+        quiet=True, ckpt_every=0, eval_steps=2,
+    )  # fmt: skip
+    m = res.metrics
+    assert m["n"] == 4 and m["steps"] == 2
+    for key in ("shape_accuracy", "shape_accuracy_half", "shape_accuracy_uncond"):
+        assert 0.0 <= m[key] <= 1.0
+    with pytest.raises(InputError, match="synthetic"):
+        train_patch_model("text-diffusion-synth", tmp_path, dataset="camvid", data_root=tmp_path)

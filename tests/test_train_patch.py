@@ -114,6 +114,7 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
         "vqvae-synth",
         "gos-vae-synth",
         "balle-synth",
+        "text-diffusion-synth",
     }
 
 

@@ -14,7 +14,9 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   settings, :class:`VQVAERecipe` (``vqvae-synth``, :mod:`.vqvae`: a VQ-VAE image codec) and
   :class:`GosVaeRecipe` (``gos-vae-synth``, :mod:`.gos_vae`: one trained to imitate a
   frozen segmenter) and :class:`BalleRecipe` (``balle-synth``, :mod:`.balle`: Ballé et
-  al.'s factorized-prior / hyperprior codecs, for rate and MSE or GOS-VAE's task loss).
+  al.'s factorized-prior / hyperprior codecs, for rate and MSE or GOS-VAE's task loss) and
+  :class:`TextDiffusionRecipe` (``text-diffusion-synth``, :mod:`.text_diffusion`: the
+  progressive text scheme's generator, on the world's captions).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from semcom.train.recipes.patch_decoder import PatchDecoderRecipe
 from semcom.train.recipes.segmenter import SegmenterRecipe
 from semcom.train.recipes.server import ServerRecipe
 from semcom.train.recipes.task import TaskRecipe
+from semcom.train.recipes.text_diffusion import TextDiffusionRecipe
 from semcom.train.recipes.vit import VitRecipe
 from semcom.train.recipes.vqvae import VQVAERecipe
 
@@ -54,6 +57,7 @@ __all__ = [
     "SegmenterRecipe",
     "ServerRecipe",
     "TaskRecipe",
+    "TextDiffusionRecipe",
     "VQVAERecipe",
     "VitRecipe",
     "evaluate_patch_model",
@@ -74,6 +78,7 @@ PATCH_MODELS: dict[str, type[PatchRecipe]] = {
         VQVAERecipe,
         GosVaeRecipe,
         BalleRecipe,
+        TextDiffusionRecipe,
     )
 }
 #: the task-model recipes by the task a model declares
