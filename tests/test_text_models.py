@@ -3,6 +3,8 @@ the text-to-image diffusion model (tiny random configurations)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -220,3 +222,57 @@ def test_the_generator_recipe_trains_on_captions_and_scores_semantic_success(
         assert 0.0 <= m[key] <= 1.0
     with pytest.raises(InputError, match="synthetic"):
         train_patch_model("text-diffusion-synth", tmp_path, dataset="camvid", data_root=tmp_path)
+
+
+def test_bleu_and_caption_attributes() -> None:
+    from semcom.text.metrics import caption_attributes, corpus_bleu
+
+    ref = split_words("a large red circle in the center on a plain blue background")
+    assert corpus_bleu([ref], [ref]) == pytest.approx(1.0)
+    assert corpus_bleu([ref], [[]]) == 0.0
+    short = ref[:-2]  # 10 of 12 words: every n-gram matches, brevity penalty exp(1 - 12/10)
+    assert corpus_bleu([ref], [short]) == pytest.approx(math.exp(1 - 12 / 10))
+    swapped = ref[:2] + ["green"] + ref[3:]
+    assert 0 < corpus_bleu([ref], [swapped]) < 1
+    a = caption_attributes(ref)
+    assert a == {"size": "large", "color": "red", "shape": "circle", "objects": 1,
+                 "texture": "plain", "bg_color": "blue"}  # fmt: skip
+    assert caption_attributes([]) == dict.fromkeys(a)
+    with pytest.raises(ValueError):
+        corpus_bleu([ref], [])
+
+
+def test_captioner_learns_teacher_forcing_and_decodes_greedily(tmp_path) -> None:  # noqa: ANN001
+    from semcom.text.words import EOS
+    from semcom.train.loop import train_patch_model
+    from semcom.train.recipes.captioner import teacher_forcing
+
+    ids = torch.tensor([[5, 6, 7], [8, 0, 0]])
+    inp, tgt = teacher_forcing(ids)
+    assert inp.tolist() == [[BOS, 5, 6, 7], [BOS, 8, 0, 0]]
+    assert tgt.tolist() == [[5, 6, 7, EOS], [8, EOS, 0, 0]]
+    torch.manual_seed(0)
+    m = create_model("captioner", vocab_size=20, image_size=16, dim=16, depth=1, heads=2,
+                     max_positions=8)  # fmt: skip
+    images = torch.rand(2, 3, 16, 16)
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    for _ in range(60):  # memorise two captions
+        loss = torch.nn.functional.cross_entropy(
+            m(images, inp).flatten(0, 1), tgt.flatten(), ignore_index=0
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    assert m.caption(images) == [[5, 6, 7], [8]]
+    assert m.caption(images, max_words=2) == [[5, 6], [8]]
+    assert m(torch.rand(1, 3, 24, 24), inp[:1]).shape == (1, 4, 20)  # resized inside
+    for bad in (torch.tensor([[20]]), torch.zeros(1, 9, dtype=torch.int64)):
+        with pytest.raises(InputError):
+            m(images[:1], bad)
+    res = train_patch_model(
+        "captioner-synth", tmp_path, model_kw={"dim": 16, "depth": 1, "heads": 2},
+        image_size=16, steps=2, batch_size=4, eval_n=4, quiet=True, ckpt_every=0,
+    )  # fmt: skip
+    assert res.metrics["n"] == 4 and 0 <= res.metrics["bleu4"] <= 1
+    assert {"exact_match", "word_accuracy", "attr_shape", "attr_bg_color"} <= set(res.metrics)

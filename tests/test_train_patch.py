@@ -115,6 +115,7 @@ def test_unknown_recipe_and_bad_args(tmp_path: Path) -> None:
         "gos-vae-synth",
         "balle-synth",
         "text-diffusion-synth",
+        "captioner-synth",
     }
 
 

@@ -16,7 +16,8 @@ Every recipe runs on the one loop, :func:`semcom.train.loop.fit`; the contract i
   frozen segmenter) and :class:`BalleRecipe` (``balle-synth``, :mod:`.balle`: Ballé et
   al.'s factorized-prior / hyperprior codecs, for rate and MSE or GOS-VAE's task loss) and
   :class:`TextDiffusionRecipe` (``text-diffusion-synth``, :mod:`.text_diffusion`: the
-  progressive text scheme's generator, on the world's captions).
+  progressive text scheme's generator, on the world's captions) and
+  :class:`CaptionerRecipe` (``captioner-synth``, :mod:`.captioner`: its captioner).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from semcom.errors import InputError
 from semcom.models.registry import model_entrypoint
 from semcom.train.recipes.balle import BalleRecipe
 from semcom.train.recipes.base import Batch, Recipe
+from semcom.train.recipes.captioner import CaptionerRecipe
 from semcom.train.recipes.classifier import ClassifierRecipe
 from semcom.train.recipes.distill import DistillRecipe
 from semcom.train.recipes.finetune import FinetuneRecipe
@@ -47,6 +49,7 @@ __all__ = [
     "TASK_RECIPES",
     "BalleRecipe",
     "Batch",
+    "CaptionerRecipe",
     "ClassifierRecipe",
     "DistillRecipe",
     "FinetuneRecipe",
@@ -79,6 +82,7 @@ PATCH_MODELS: dict[str, type[PatchRecipe]] = {
         GosVaeRecipe,
         BalleRecipe,
         TextDiffusionRecipe,
+        CaptionerRecipe,
     )
 }
 #: the task-model recipes by the task a model declares
