@@ -79,6 +79,7 @@ def lowest_distance_order(
     distance: Callable[[Sequence[Sequence[int]]], Sequence[float]],
     *,
     stop_at: float | None = None,
+    budget: int | None = None,
 ) -> tuple[list[int], list[float]]:
     """Greedy lowest-distance order of ``n`` words.
 
@@ -86,14 +87,16 @@ def lowest_distance_order(
     words sent so far plus one candidate, in caption order) and returns the distance of
     the receiver's image for each (one batched simulation per step). Returns the order
     and the distance after each word. With ``stop_at``, the search ends as soon as a
-    distance reaches it (``<=``): the remaining words are appended in caption order
-    without simulating them (they would not be sent).
+    distance reaches it (``<=``), and with ``budget`` after that many words: the
+    remaining words are appended in caption order without simulating them (they would
+    not be sent).
     """
     order: list[int] = []
     curve: list[float] = []
     left = list(range(int(n)))
     while left:
-        if stop_at is not None and curve and curve[-1] <= stop_at:
+        done = stop_at is not None and curve and curve[-1] <= stop_at
+        if done or (budget is not None and len(order) >= budget):
             order.extend(left)
             break
         sets = [sorted([*order, j]) for j in left]

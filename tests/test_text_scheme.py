@@ -1,0 +1,169 @@
+"""The progressive text scheme end to end with tiny random models: sessions, orderings,
+the stop rule, the word code and hostile messages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semcom.codec.container import Message, pack
+from semcom.errors import BitstreamError, InputError
+from semcom.models.registry import create_model
+from semcom.schemes import create_scheme
+from semcom.text.wordcode import WordCode, position_bits
+from semcom.text.words import synthetic_vocabulary
+
+V = len(synthetic_vocabulary())
+
+
+def _models(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(seed)
+    gen = create_model("text-diffusion", vocab_size=V, image_size=8, widths=(8, 8, 16),
+                       text_dim=16, text_depth=1, text_heads=2, timesteps=20).eval()  # fmt: skip
+    cap = create_model("captioner", vocab_size=V, image_size=16, dim=16, depth=1, heads=2).eval()
+    return gen, cap
+
+
+def _scheme(**kw: object):  # noqa: ANN202
+    gen, cap = _models()
+    return create_scheme("text", model=gen, captioner=cap, steps=2, **kw)
+
+
+CAPTION = "a large red circle in the center on a plain blue background"
+
+
+def test_word_code_round_trips_and_refuses_garbage() -> None:
+    code = WordCode([50, 20, 20, 5, 1, 1])
+    assert sorted(code.lengths.tolist()) == [1, 2, 3, 4, 5, 5]
+    for n in (1, 2, 5, 12, 63):
+        for word in range(6):
+            for pos in {0, n - 1, n // 2}:
+                assert code.unpack(code.pack(word, pos, n), n) == (word, pos)
+    assert position_bits(1) == 0 and position_bits(2) == 1 and position_bits(12) == 4
+    assert len(code.pack(0, 3, 12)) == 1  # 1 + 4 bits
+    with pytest.raises(BitstreamError):
+        code.unpack(b"", 12)
+    with pytest.raises(BitstreamError):
+        code.unpack(code.pack(0, 3, 12) + b"\x00", 12)  # a byte too many
+    with pytest.raises(BitstreamError):
+        code.unpack(bytes([0b0_1111_000]), 12)  # position 15 of 12
+    with pytest.raises(BitstreamError):
+        code.unpack(bytes([0b0_0011_001]), 12)  # padding not zero
+    with pytest.raises(InputError):
+        code.pack(6, 0, 1)
+    with pytest.raises(InputError):
+        WordCode([3, 0])
+
+
+def test_a_session_sends_one_word_per_message_and_bob_draws_what_alice_simulated() -> None:
+    s = _scheme(order="natural")
+    ids = s.caption_ids(CAPTION)
+    tx = s.transmit_caption(ids, (16, 16), budget=4)
+    assert len(tx.messages) == 4 and tx.stats["words_sent"] == 4
+    assert tx.stats["order"] == [0, 1, 2, 3] and tx.stats["caption_words"] == len(ids)
+    assert all(len(m) < 40 for m in tx.messages[1:])  # header + a 1-byte word
+    rx = s.open_receiver()
+    answers = [rx.receive(m) for m in tx.messages]
+    assert [a.text for a in answers] == ["a", "a large", "a large red", "a large red circle"]
+    assert [a.satisfied for a in answers] == [False, False, False, True]
+    final = answers[-1].x_hat
+    assert final.shape == (3, 16, 16) and final.dtype == torch.uint8
+    pairs = [(p, ids[p]) for p in range(4)]
+    sim = s.generate(pairs, s.seed, (16, 16))[0]
+    assert torch.equal((sim * 255).round().clamp(0, 255).to(torch.uint8), final)
+    with pytest.raises(BitstreamError, match="out of order"):
+        rx.receive(tx.messages[0])
+    with pytest.raises(BitstreamError, match="after the last"):
+        rx.receive(s.transmit_caption(ids, (16, 16), budget=5).messages[4])
+
+
+def test_orderings_pick_different_words_and_the_stop_rule_stops() -> None:
+    image = torch.randint(
+        0, 256, (3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    ref = image[None].float() / 255
+    firsts = {}
+    for order in ("natural", "random", "most-attentive", "least-attentive", "lowest-distance"):
+        s = _scheme(order=order)
+        ids = s.caption_ids(CAPTION)
+        tx = s.transmit_caption(ids, (16, 16), budget=3, ref=ref)
+        assert len(tx.messages) == 3 and sorted(set(tx.stats["order"])) == sorted(tx.stats["order"])
+        firsts[order] = tx.stats["order"]
+    assert (
+        firsts["natural"] == [0, 1, 2]
+        and firsts["most-attentive"][0] == firsts["least-attentive"][0]
+    )
+    low = _scheme(order="lowest-distance")
+    tx = low.transmit_caption(low.caption_ids(CAPTION), (16, 16), budget=3, ref=ref)
+    n = len(low.caption_ids(CAPTION))
+    assert tx.stats["generator_calls"] == n + (n - 1) + (n - 2)
+    d = tx.stats["distances"]
+    # a target just above the second distance: Alice stops after the second word
+    stop = _scheme(order="lowest-distance", target=d[1] + 1e-6)
+    tx2 = stop.transmit_caption(stop.caption_ids(CAPTION), (16, 16), budget=10, ref=ref)
+    assert tx2.stats["words_sent"] <= 2 and tx2.stats["reached"] == 1
+    rx = stop.open_receiver()
+    assert [rx.receive(m).satisfied for m in tx2.messages][-1] is True
+    never = _scheme(order="natural", target=1e-12)
+    tx3 = never.transmit_caption(never.caption_ids(CAPTION), (16, 16), budget=3, ref=ref)
+    assert tx3.stats["words_sent"] == 3 and tx3.stats["reached"] == 0
+    with pytest.raises(InputError, match="original image"):
+        low.transmit_caption([5, 6], (16, 16), budget=2)
+
+
+def test_transmit_captions_an_image_and_the_sweep_costs_count_words() -> None:
+    s = _scheme(order="most-attentive")
+    image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    tx = s.transmit(image, 3)
+    assert 1 <= len(tx.messages) <= 3
+    cost = s.measured_cost(3, [tx, tx])
+    assert cost["words"] == tx.stats["words_sent"]
+    with pytest.raises(InputError):
+        s.validate_rate(2.5)
+    with pytest.raises(InputError):
+        s.transmit(image.float(), 3)
+
+
+def test_an_empty_caption_and_unknown_words() -> None:
+    s = _scheme(order="natural")
+    with pytest.raises(InputError, match="no words"):
+        s.caption_ids(" , ")
+    assert s.caption_ids("a zebra")[1] == 1  # <unk>, never an error
+    tx = s.transmit_caption([], (8, 8), budget=3)
+    assert len(tx.messages) == 1
+    answer = s.open_receiver().receive(tx.messages[0])
+    assert answer.text == "" and answer.satisfied and answer.x_hat.shape == (3, 8, 8)
+
+
+def test_hostile_messages_are_bitstream_errors() -> None:
+    s = _scheme(order="natural")
+    ids = s.caption_ids(CAPTION)
+    tx = s.transmit_caption(ids, (16, 16), budget=3)
+    with pytest.raises(BitstreamError):
+        s.open_receiver().receive(b"garbage")
+    with pytest.raises(BitstreamError, match="out of order"):
+        s.open_receiver().receive(tx.messages[1])
+    other_gen, _ = _models(seed=1)
+    bob = create_scheme("text", model=other_gen, captioner=_models()[1], steps=2)
+    with pytest.raises(BitstreamError):  # another generator's weights
+        bob.open_receiver().receive(tx.messages[0])
+    fp = s.fingerprint()
+    head = {"k": 0, "h": 16, "w": 16, "n": 3, "seed": 0, "v": V + 1, "fp": fp, "f": 0}
+    with pytest.raises(BitstreamError, match="vocabulary"):
+        s.open_receiver().receive(
+            pack(Message(scheme="text", fields=head, sections={"w": b"\x00"}))
+        )
+    head["v"] = V
+    head["h"] = 1 << 15
+    with pytest.raises(BitstreamError):
+        s.open_receiver().receive(
+            pack(Message(scheme="text", fields=head, sections={"w": b"\x00"}))
+        )
+    rx = s.open_receiver()
+    rx.receive(tx.messages[0])
+    dup = pack(Message(scheme="text", fields={"k": 1, "f": 0},
+                       sections={"w": s.word_code().pack(ids[0], 0, len(ids))}))  # fmt: skip
+    with pytest.raises(BitstreamError, match="second word"):
+        rx.receive(dup)
+    assert rx.steps == 1  # a refused message leaves the state as it was
+    rx.receive(tx.messages[1])
