@@ -106,10 +106,13 @@ class TextScheme(LearnedCodecScheme):
         target: stop once Alice's simulated image is within this distance (<=) of the
             original; 0 (default): send the whole word budget.
         distance: ``lpips-alex=DIR``, ``lpips-vgg=DIR`` or ``mse`` (default).
-        steps / guidance: DDIM steps and guidance weight of every generation.
+        steps: DDIM steps of every generation (Alice's simulations and Bob's images).
+        guidance: their classifier-free guidance weight.
         seed: the generation seed Alice puts in the first message.
-        batch_size / max_pixels / device / check_models: as
-            :class:`~semcom.schemes.learned.LearnedCodecScheme`.
+        batch_size: generations per model call (Alice's candidate simulations).
+        max_pixels: largest image a receiver draws.
+        device: torch device of the models.
+        check_models: Bob refuses a message made for other generator weights.
     """
 
     name: ClassVar[str] = "text"
