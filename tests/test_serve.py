@@ -312,3 +312,32 @@ def test_serve_and_edge_commands_refuse_bad_input_in_one_line(tmp_path: Path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 7 and all(line.startswith("semcom: error:") for line in err)
     assert not any("No such command" in line for line in err)
+
+
+def test_a_progressive_text_session_word_by_word_until_bob_is_satisfied() -> None:
+    from semcom.models.registry import create_model
+    from semcom.schemes import create_scheme
+    from semcom.text.words import synthetic_vocabulary
+
+    v = len(synthetic_vocabulary())
+    torch.manual_seed(0)
+    gen = create_model("text-diffusion", vocab_size=v, image_size=8, widths=(8, 8, 16),
+                       text_dim=16, text_depth=1, text_heads=2, timesteps=20).eval()  # fmt: skip
+    cap = create_model("captioner", vocab_size=v, image_size=16, dim=16, depth=1, heads=2).eval()
+    text = create_scheme("text", model=gen, captioner=cap, order="natural", steps=2)
+    tx = text.transmit_caption(text.caption_ids("a red circle on a plain blue background"),
+                               (16, 16), budget=3)  # fmt: skip
+    host = _Host(text=text)
+    with serving(ServeConfig(), host) as url, httpx.Client(base_url=url) as c:
+        sid = c.post("/v1/sessions", params={"scheme": "text"}).json()["session"]
+        assert c.post(f"/v1/sessions/{sid}/steps/1", content=tx.messages[1]).status_code == 409
+        answers = []
+        for k, m in enumerate(tx.messages):
+            r = c.post(f"/v1/sessions/{sid}/steps/{k}", content=m)
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+        assert [a["text"] for a in answers] == ["a", "a red", "a red circle"]
+        assert [a["satisfied"] for a in answers] == [False, False, True]
+        late = c.post(f"/v1/sessions/{sid}/steps/3", content=tx.messages[2])
+        assert late.status_code == 400  # a message after the last one
+        assert c.get("/health").status_code == 200  # still serving
