@@ -167,3 +167,38 @@ def test_hostile_messages_are_bitstream_errors() -> None:
         rx.receive(dup)
     assert rx.steps == 1  # a refused message leaves the state as it was
     rx.receive(tx.messages[1])
+
+
+def test_the_progressive_experiment_writes_curves_tables_and_figures(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from semcom.experiments.progressive import calibrate_target, run_progressive, summarise
+
+    s = _scheme()
+    summary = run_progressive(s, n_images=2, caption="truth", target="auto:1.0", out=tmp_path,
+                              examples=1, progress=False)  # fmt: skip
+    data = json.loads((tmp_path / "progressive.json").read_text())
+    recs = data["records"]
+    assert len(recs) == 2 * 5 and {r["ordering"] for r in recs} == set(summary["orderings"])
+    for r in recs:
+        n = len(r["ids"])
+        assert sorted(r["order"]) == list(range(n)) and len(r["distance"]) == n
+        assert len(r["bytes"]) == n and r["bytes"] == sorted(r["bytes"]) and len(r["success"]) == n
+    # auto:1.0 is the largest whole-caption distance: every image reaches it
+    assert all(o["never_reached"] == 0.0 for o in summary["orderings"].values())
+    low = summary["orderings"]["lowest-distance"]
+    assert low["search_generator_calls"] > summary["orderings"]["natural"]["search_generator_calls"]
+    assert (tmp_path / "distance_vs_words.png").stat().st_size > 0
+    assert (tmp_path / "strips.png").stat().st_size > 0
+    assert "| lowest-distance |" in (tmp_path / "progressive.md").read_text()
+    fake = [{"image": 0, "ordering": "x", "distance": [3.0, 1.0], "bytes": [20, 35],
+             "success": [False, True], "search_calls": 0, "order": [1, 0]}]  # fmt: skip
+    assert calibrate_target(fake, 0.5) == 1.0
+    t = summarise(fake, 2.0)["orderings"]["x"]
+    assert t["mean_words_at_target"] == 2 and t["mean_bytes_at_target"] == 35
+    assert (
+        t["mean_words_to_success"] == 2
+        and summarise(fake, 0.5)["orderings"]["x"]["never_reached"] == 1.0
+    )
+    with pytest.raises(InputError):
+        run_progressive(s, n_images=1, orders=["sideways"], out=tmp_path)

@@ -317,16 +317,23 @@ class TextScheme(LearnedCodecScheme):
         return self.transmit_caption(ids, (h, w), int(rate), image[None].float().div(255.0))
 
     def transmit_caption(self, ids: Sequence[int], size: tuple[int, int], budget: int,
-                         ref: Tensor | None = None) -> Transmission:  # fmt: skip
+                         ref: Tensor | None = None,
+                         order: Sequence[int] | None = None) -> Transmission:  # fmt: skip
         """The session of caption ``ids`` (word ids) for an image of ``size``; ``ref``, the
         original float ``(1, 3, H, W)``, is needed by the lowest-distance order and
-        ``target``."""
+        ``target``; ``order`` (caption positions) replaces the scheme's ordering (and
+        its stop rule)."""
         n = len(ids)
         if n > 63:
             raise InputError(f"text: a caption of {n} words is longer than 63")
-        if ref is None and (self.order == "lowest-distance" or self.target > 0):
+        if order is not None:
+            if sorted(order) != list(range(n)):
+                raise InputError(f"text: order must be a permutation of 0..{n - 1}")
+            order, curve, calls = list(order), [], 0
+        elif ref is None and (self.order == "lowest-distance" or self.target > 0):
             raise InputError("text: the lowest-distance order and target need the original image")
-        order, curve, calls = self.order_words(ids, ref, budget, size) if n else ([], [], 0)
+        else:
+            order, curve, calls = self.order_words(ids, ref, budget, size) if n else ([], [], 0)
         count = min(budget, n)
         if curve and self.target > 0 and curve[-1] <= self.target:
             count = min(count, len(curve))
