@@ -120,3 +120,26 @@ def test_train_cli_takes_hxw_and_refuses_bad_sizes_and_crops(
     assert main([*real, "--crop", "40"]) == 2
     assert "larger than the images" in capsys.readouterr().err
     assert main([*real, "--crop", "16"]) == 0
+
+
+def test_bench_takes_hxw_for_a_real_dataset_and_refuses_it_for_the_world(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from semcom.cli.app import main
+
+    root = _camvid(tmp_path / "camvid", n=3, hw=(30, 44))
+    out = tmp_path / "rep"
+    assert main(["bench", "--dataset", "camvid", "--data-root", str(root), "--split", "val",
+                 "--n-images", "2", "--size", "24x32", "--channels", "ideal",
+                 "--schemes", "jpeg[rates=400]", "--no-progress", "-o", str(out)]) == 0  # fmt: skip
+    data = json.loads((out / "results.json").read_text())
+    rec = (data if isinstance(data, list) else data["records"])[0]
+    assert rec["bpp"] == pytest.approx(8 * rec["mean_bytes"] / (24 * 32))  # at 24 x 32
+    capsys.readouterr()
+    assert main(["bench", "--size", "24x32", "--n-images", "2", "--no-progress",
+                 "--schemes", "jpeg", "-o", str(tmp_path / "r2")]) == 2  # fmt: skip
+    assert "square" in capsys.readouterr().err
+    assert main(["bench", "--size", "24x30", "--no-progress", "-o", str(out)]) == 2
+    assert "multiples of 8" in capsys.readouterr().err
