@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.semcom-installed
-EXTRAS := dev,phy,serve,litert
+EXTRAS := dev,phy,serve,litert,hf
 
 .PHONY: demo test venv lint bench clean
 
