@@ -148,3 +148,21 @@ def test_diffusers_generator_is_deterministic_given_the_seed(tmp_path: Path) -> 
     assert not torch.equal(a, gen.generate("a red circle", 4, (16, 16)))
     with pytest.raises(InputError):
         gen.generate("a red circle", 3, (12, 16))
+
+
+def test_word_attention_from_a_bert_folder(tmp_path: Path) -> None:
+    from semcom.text.hf import WordAttention
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dog", "runs", "##s", "run"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    tok = transformers.BertTokenizerFast(str(tmp_path / "vocab.txt"))
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=32)  # fmt: skip
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "bert")
+    tok.save_pretrained(tmp_path / "bert")
+    att = WordAttention.from_pretrained(tmp_path / "bert")
+    got, w = att("A dog runs")
+    assert got == ["a", "dog", "runs"] and w.shape == (3, 3)
+    with pytest.raises(InputError, match="config.json"):
+        WordAttention.from_pretrained(tmp_path)

@@ -202,3 +202,33 @@ def test_the_progressive_experiment_writes_curves_tables_and_figures(tmp_path) -
     )
     with pytest.raises(InputError):
         run_progressive(s, n_images=1, orders=["sideways"], out=tmp_path)
+
+
+def test_real_captions_report_orders_and_bytes(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from semcom.experiments.real_captions import run_real_captions, session_bytes
+    from semcom.text.wordcode import WordCode
+
+    root = tmp_path / "coco"
+    (root / "train2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    caps = ["A dog runs on the beach.", "Two cats sleep on a red sofa"]
+    for i in range(2):
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(root / "train2017" / f"{i}.jpg")
+    ann = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(2)],
+           "annotations": [{"image_id": i, "caption": c} for i, c in enumerate(caps)]}  # fmt: skip
+    (root / "annotations" / "captions_train2017.json").write_text(json.dumps(ann))
+    s = run_real_captions("coco-captions", root, encoder=None, out=tmp_path / "o")
+    assert s["images"] == 2 and s["vocabulary"] == 11 and s["mean_words_per_caption"] == 6.5
+    assert set(s["function_words_in_first3"]) == {"natural", "random"}
+    assert s["function_words_in_first3"]["natural"] == pytest.approx(1 / 6)  # "on" of 6
+    rows = json.loads((tmp_path / "o" / "real_captions.json").read_text())["rows"]
+    assert rows[0]["first3"]["natural"] == ["a", "dog", "runs"]
+    code = WordCode([1, 1, 2])
+    sizes = session_bytes(code, [0, 1, 2], [2, 0, 1])
+    assert len(sizes) == 3 and sizes[0] > sizes[1]  # the header rides on the first message
+    assert s["mean_bytes_per_caption"] > 6.5 * 8  # containers, not just the words' bits

