@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semcom.errors import InputError
@@ -101,9 +102,13 @@ class BalleRecipe(GosVaeRecipe):
 
         scheme = BalleScheme(model=model)
         psnr_sum, bits, size, count, pixels = 0.0, 0.0, 0, 0, 0
+        stride = int(getattr(model, "stride", 1))
         for x in cls.eval_images(model, frozen, split, n, batch_size, image_size, data):
-            out = model(x)
-            psnr_sum += float(psnr(out["x_hat"].clamp(0, 1), x).clamp(max=100).sum())
+            h, w = x.shape[-2:]
+            ph, pw = -h % stride, -w % stride  # as the scheme does: edge pixels repeated
+            out = model(F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x)
+            x_hat = out["x_hat"][..., :h, :w]
+            psnr_sum += float(psnr(x_hat.clamp(0, 1), x).clamp(max=100).sum())
             bits += float(rate_bits(out))
             size += sum(len(m) for m in scheme.compress_batch(to_uint8(x), 1.0))
             count += len(x)

@@ -103,7 +103,8 @@ class PatchRecipe(Recipe):
         w = {k: (v if k in self.weights else 0.0) for k, v in given.items()}
         self.cfg: dict[str, Any] = {
             "arch": arch or self.arch,
-            "image_size": image_size,
+            # a list, as the settings read back from metrics.json / a resume file hold it
+            "image_size": image_size if isinstance(image_size, int) else list(image_size),
             "label_smoothing": label_smoothing,
             **w,
             "perceptual_net": perceptual_net,
