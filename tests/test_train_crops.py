@@ -143,3 +143,23 @@ def test_bench_takes_hxw_for_a_real_dataset_and_refuses_it_for_the_world(
     assert "square" in capsys.readouterr().err
     assert main(["bench", "--size", "24x30", "--no-progress", "-o", str(out)]) == 2
     assert "multiples of 8" in capsys.readouterr().err
+
+
+def test_an_hxw_run_resumes_and_balle_scores_sizes_its_stride_does_not_divide(
+    tmp_path: Path,
+) -> None:
+    from semcom.train.loop import train_patch_model
+
+    root = _camvid(tmp_path / "camvid", n=2, hw=(40, 56))
+    kw = dict(arch="vqvae", model_kw=VQ_KW, dataset="camvid", data_root=root,
+              image_size=(24, 40), crop=16, batch_size=2, eval_n=2, prior_images=4,
+              quiet=True, ckpt_every=1)  # fmt: skip
+    train_patch_model("vqvae-synth", tmp_path / "run", steps=3, stop_after=2, **kw)
+    res = train_patch_model("vqvae-synth", tmp_path / "run", steps=3, **kw)  # resumes
+    assert res.step == 3
+    balle = train_patch_model(
+        "balle-synth", tmp_path / "b", arch="balle-factorized", model_kw={"N": 8, "M": 8},
+        dataset="camvid", data_root=root, image_size=(24, 40), crop=16, batch_size=2,
+        eval_n=2, steps=1, quiet=True, ckpt_every=0, task_loss="none", mse_weight=1.0,
+    )  # fmt: skip
+    assert balle.metrics["n"] == 2 and balle.metrics["bytes_per_image"] > 0
