@@ -44,13 +44,23 @@ def _blocks() -> list[list[str]]:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
+            loop = re.match(r"^for (\w+) in (\S+)[^;]*; do(?:\s+#.*)?$", line)
+            if loop:  # a loop's commands are checked with its first value
+                env[loop.group(1)] = loop.group(2)
+                continue
             words = shlex.split(line, comments=True)
             if words and all(re.match(r"^[A-Z]\w*=", w) for w in words):
                 for w in words:
                     key, _, value = w.partition("=")
                     env[key] = _expand(value, env)
                 continue
-            cmds.append(_expand(shlex.join(words), env))
+            # as the shell does: an unquoted $VAR splits into its words
+            words = [
+                x
+                for w in words
+                for x in (shlex.split(_expand(w, env)) if w.startswith("$") else [_expand(w, env)])
+            ]
+            cmds.append(shlex.join(words))
         out.append(cmds)
     return out
 
