@@ -17,7 +17,7 @@ three words for a few captions. With ``--captioner`` the synthetic world's capti
 also captions the photos (what a captioner trained on the synthetic world says about
 real images)::
 
-    python -m semcom.experiments.real_captions --data-root ../shared/datasets/coco_mini \\
+    python -m semcom.experiments.real_captions --data-root COCO_DIR \\
         --encoder minilm -o runs/real-captions
 """
 

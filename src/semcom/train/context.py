@@ -10,7 +10,7 @@ first ``images`` training images, exactly as the recipe's ``finish`` does::
     python -m semcom.train.context runs/vq4/vqvae-synth.safetensors --out runs/vq4/ctx.safetensors
     python -m semcom.train.context runs/cv-vq4/vqvae-synth.safetensors \
         --out runs/cv-vq4/ctx.safetensors --dataset camvid \
-        --data-root ../shared/datasets/camvid --image-size 240x320
+        --data-root CAMVID_DIR --image-size 240x320
 
 It prints one JSON line: the fit's ``train_bits`` and the ``vqvae-synth`` evaluation of
 the new checkpoint (``bytes_context`` next to ``bytes_per_image`` and ``bytes_fixed``).
