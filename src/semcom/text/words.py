@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import torch
 
@@ -134,9 +135,10 @@ class Vocabulary:
         return out
 
 
+@lru_cache(maxsize=1)
 def synthetic_vocabulary() -> Vocabulary:
     """Every word of the synthetic world's captions, in a fixed order: function words,
-    sizes, colours, shapes, position words, textures."""
+    sizes, colours, shapes, position words, textures (built once per process)."""
     from semcom.data.synthetic import CLASS_NAMES, COLOR_NAMES, TEXTURE_NAMES
 
     function = ("a", "and", "on", "at", "in", "the", "background")
