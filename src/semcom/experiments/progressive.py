@@ -55,8 +55,6 @@ def word_curves(
 
     ``scheme``: a :class:`~semcom.schemes.text.TextScheme`; ``image`` uint8 ``(3, H, W)``.
     """
-    from semcom.text import orderings
-
     n = len(ids)
     size = (int(image.shape[1]), int(image.shape[2]))
     ref = image[None].float() / 255.0
@@ -71,16 +69,7 @@ def word_curves(
     def dist(sets: Sequence[Sequence[int]]) -> list[float]:
         return scheme.distance(images(sets), ref.expand(len(sets), -1, -1, -1)).tolist()
 
-    if order_name == "lowest-distance":
-        order, _ = orderings.lowest_distance_order(n, dist)
-    elif order_name == "natural":
-        order = orderings.natural_order(n)
-    elif order_name == "random":
-        order = orderings.random_order(n, scheme.seed)
-    elif order_name in ("most-attentive", "least-attentive"):
-        order = orderings.attentive_order(scheme.word_attention(ids), order_name.split("-")[0])
-    else:
-        raise InputError(f"unknown ordering {order_name!r}; expected one of {ORDERINGS}")
+    order, _ = scheme.ordering(ids, order_name, dist)
     search_calls = calls
     prefixes = [sorted(order[:k]) for k in range(1, n + 1)]
     pics = images(prefixes) if prefixes else images([[]])

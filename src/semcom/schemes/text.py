@@ -267,8 +267,6 @@ class TextScheme(LearnedCodecScheme):
         calls)`` for caption ``ids``, the original ``ref`` float ``(1, 3, H, W)`` (needed
         to simulate: the lowest-distance order, ``target``) and the image ``size``. Only
         the words that can be sent are ordered by simulation; the list is complete."""
-        from semcom.text import orderings
-
         n = len(ids)
         calls = 0
 
@@ -282,22 +280,42 @@ class TextScheme(LearnedCodecScheme):
             return self.distance(imgs, ref.expand(len(sets), -1, -1, -1)).tolist()
 
         stop = self.target if self.target > 0 else None
+        order, curve = self.ordering(ids, self.order, dist, stop_at=stop, budget=budget)
         if self.order == "lowest-distance":
-            order, curve = orderings.lowest_distance_order(n, dist, stop_at=stop, budget=budget)
             return order, curve, calls
-        if self.order == "natural":
-            order = orderings.natural_order(n)
-        elif self.order == "random":
-            order = orderings.random_order(n, self.seed)
-        else:
-            order = orderings.attentive_order(self.word_attention(ids), self.order.split("-")[0])
-        curve: list[float] = []
         if stop is not None:  # Alice simulates each prefix until it is close enough
             for k in range(1, min(budget, n) + 1):
                 curve.append(dist([sorted(order[:k])])[0])
                 if curve[-1] <= stop:
                     break
         return order, curve, calls
+
+    def ordering(
+        self,
+        ids: Sequence[int],
+        name: str,
+        distance: Any = None,
+        *,
+        stop_at: float | None = None,
+        budget: int | None = None,
+    ) -> tuple[list[int], list[float]]:
+        """``(order, distances)`` of caption ``ids`` under ordering ``name``
+        (:data:`~semcom.text.orderings.ORDERINGS`); ``distance(sets)`` simulates word
+        sets for the lowest-distance one (the only one that returns distances)."""
+        from semcom.text import orderings
+
+        n = len(ids)
+        if name == "lowest-distance":
+            if distance is None:
+                raise InputError("text: the lowest-distance order needs the original image")
+            return orderings.lowest_distance_order(n, distance, stop_at=stop_at, budget=budget)
+        if name == "natural":
+            return orderings.natural_order(n), []
+        if name == "random":
+            return orderings.random_order(n, self.seed), []
+        if name in ("most-attentive", "least-attentive"):
+            return orderings.attentive_order(self.word_attention(ids), name.split("-")[0]), []
+        raise InputError(f"text: unknown ordering {name!r}; expected one of {ORDERINGS}")
 
     def word_attention(self, ids: Sequence[int]) -> Tensor:
         """The generator's text encoder's word-to-word attention on caption ``ids``."""
