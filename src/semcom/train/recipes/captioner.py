@@ -25,8 +25,7 @@ from torch import Tensor, nn
 from semcom.errors import InputError
 from semcom.models.registry import create_model
 from semcom.train.recipes.base import Batch
-from semcom.train.recipes.patch import PatchRecipe
-from semcom.train.recipes.text_diffusion import CaptionSource, caption_ids
+from semcom.train.recipes.text_diffusion import CaptionRecipe, caption_ids
 
 __all__ = ["CaptionerRecipe", "teacher_forcing"]
 
@@ -43,7 +42,7 @@ def teacher_forcing(ids: Tensor) -> tuple[Tensor, Tensor]:
     return inputs, targets
 
 
-class CaptionerRecipe(PatchRecipe):
+class CaptionerRecipe(CaptionRecipe):
     """``captioner-synth`` (see the module docstring)."""
 
     name: ClassVar[str] = "captioner-synth"
@@ -52,11 +51,6 @@ class CaptionerRecipe(PatchRecipe):
     metric = "exact_match"
     weights: ClassVar[tuple[str, ...]] = ()
     depends: ClassVar[dict[str, str]] = {}
-
-    def check(self) -> None:
-        super().check()
-        if self.data is not None or self.dataset != "synthetic":
-            raise InputError(f"{self.name} trains on the synthetic world's captions only")
 
     def build(self) -> nn.Module:
         from semcom.text.words import synthetic_vocabulary
@@ -67,9 +61,6 @@ class CaptionerRecipe(PatchRecipe):
         if not hasattr(model, "caption"):
             raise InputError(f"{self.name} trains a captioner, not {self.cfg['arch']!r}")
         return model
-
-    def source(self, seed: int) -> Any:
-        return CaptionSource("classify", seed=seed, image_size=self.image_size)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
         inputs, targets = teacher_forcing(batch.y)

@@ -33,7 +33,7 @@ from semcom.train.recipes.base import Batch
 from semcom.train.recipes.patch import PatchRecipe
 from semcom.train.sources import EvalBatch, SyntheticSource
 
-__all__ = ["CAPTION_LEN", "CaptionSource", "TextDiffusionRecipe"]
+__all__ = ["CAPTION_LEN", "CaptionRecipe", "CaptionSource", "TextDiffusionRecipe"]
 
 #: Words per caption row in training batches (the world's longest caption has 30).
 CAPTION_LEN = 32
@@ -63,7 +63,20 @@ class CaptionSource(SyntheticSource):
         return x, caption_ids(seeds, self.world.size), masks
 
 
-class TextDiffusionRecipe(PatchRecipe):
+class CaptionRecipe(PatchRecipe):
+    """What the recipes on the world's image-caption pairs share: the synthetic world only,
+    batches from :class:`CaptionSource`."""
+
+    def check(self) -> None:
+        super().check()
+        if self.data is not None or self.dataset != "synthetic":
+            raise InputError(f"{self.name} trains on the synthetic world's captions only")
+
+    def source(self, seed: int) -> Any:
+        return CaptionSource("classify", seed=seed, image_size=self.image_size)
+
+
+class TextDiffusionRecipe(CaptionRecipe):
     """``text-diffusion-synth`` (see the module docstring).
 
     Args:
@@ -86,8 +99,6 @@ class TextDiffusionRecipe(PatchRecipe):
 
     def check(self) -> None:
         super().check()
-        if self.data is not None or self.dataset != "synthetic":
-            raise InputError(f"{self.name} trains on the synthetic world's captions only")
         n = self.cfg["eval_steps"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"eval_steps must be an int >= 1, got {n!r}")
@@ -100,9 +111,6 @@ class TextDiffusionRecipe(PatchRecipe):
         if not hasattr(model, "generate"):
             raise InputError(f"{self.name} trains a text-diffusion model, not {self.cfg['arch']!r}")
         return model
-
-    def source(self, seed: int) -> Any:
-        return CaptionSource("classify", seed=seed, image_size=self.image_size)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
         g = torch.Generator().manual_seed(batch.seed * 1009 + int(batch.rows[0]))
