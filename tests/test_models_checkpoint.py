@@ -47,6 +47,22 @@ def test_roundtrip(ckpt: tuple[Path, torch.nn.Module]) -> None:
     torch.testing.assert_close(m(x), ref(x))
 
 
+def test_half_files_load_as_float32_rounded_weights(
+    ckpt: tuple[Path, torch.nn.Module], tmp_path: Path
+) -> None:
+    path, ref = ckpt
+    half = save_checkpoint(ref, tmp_path / "half.safetensors", step=17, half=True)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    m, meta = load_checkpoint(half, expected_name="shape-classifier")
+    assert meta.step == 17 and meta.config == load_checkpoint(path)[1].config
+    for k, v in ref.state_dict().items():
+        got = m.state_dict()[k]
+        assert got.dtype == v.dtype, k  # the model keeps its float32 parameters
+        want = v.half().to(v.dtype) if v.is_floating_point() else v
+        assert torch.equal(got, want), k  # ... holding the float16-rounded values
+    assert any(not torch.equal(m.state_dict()[k], v) for k, v in ref.state_dict().items())
+
+
 def test_expected_name_mismatch(ckpt: tuple[Path, torch.nn.Module]) -> None:
     with pytest.raises(BitstreamError, match="shape-segmenter"):
         load_checkpoint(ckpt[0], expected_name="shape-segmenter")

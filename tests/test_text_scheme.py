@@ -176,7 +176,8 @@ def test_the_progressive_experiment_writes_curves_tables_and_figures(tmp_path) -
 
     s = _scheme()
     summary = run_progressive(s, n_images=2, caption="truth", target="auto:1.0", out=tmp_path,
-                              examples=1, progress=False)  # fmt: skip
+                              examples=1, codecs=["webp[scale=auto,rates=96/900]"],
+                              progress=False)  # fmt: skip
     data = json.loads((tmp_path / "progressive.json").read_text())
     recs = data["records"]
     assert len(recs) == 2 * 5 and {r["ordering"] for r in recs} == set(summary["orderings"])
@@ -191,6 +192,13 @@ def test_the_progressive_experiment_writes_curves_tables_and_figures(tmp_path) -
     assert (tmp_path / "distance_vs_words.png").stat().st_size > 0
     assert (tmp_path / "strips.png").stat().st_size > 0
     assert "| lowest-distance |" in (tmp_path / "progressive.md").read_text()
+    # the codec ran on the same images: two points, real sizes, bigger budget -> more bytes
+    (curve,) = summary["codec_curves"].values()
+    assert len(curve) == 2 and 0 < curve[0]["mean_bytes"] < curve[1]["mean_bytes"] <= 900
+    ops = summary["operating_points"]
+    assert set(ops) == set(summary["orderings"]) and set(summary["codecs_matched"]) == set(ops)
+    assert all(1 <= op["mean_words"] and 0 <= op["success"] <= 1 for op in ops.values())
+    assert (tmp_path / "success_vs_bytes.png").stat().st_size > 0
     fake = [{"image": 0, "ordering": "x", "distance": [3.0, 1.0], "bytes": [20, 35],
              "success": [False, True], "search_calls": 0, "order": [1, 0]}]  # fmt: skip
     assert calibrate_target(fake, 0.5) == 1.0
@@ -202,6 +210,29 @@ def test_the_progressive_experiment_writes_curves_tables_and_figures(tmp_path) -
     )
     with pytest.raises(InputError):
         run_progressive(s, n_images=1, orders=["sideways"], out=tmp_path)
+
+
+def test_operating_points_and_codec_bytes_at_matched_success() -> None:
+    from semcom.experiments.progressive import bytes_for_success, matched_codecs, operating_points
+
+    recs = [  # image 0 reaches 1.5 at its 2nd word; image 1 never does: all 3 words sent
+        {"ordering": "x", "distance": [3.0, 1.0, 0.5], "bytes": [20, 35, 50],
+         "success": [False, True, True]},
+        {"ordering": "x", "distance": [4.0, 3.0, 2.0], "bytes": [21, 37, 52],
+         "success": [False, False, False]},
+    ]  # fmt: skip
+    op = operating_points(recs, 1.5)["x"]
+    assert op == {"images": 2, "mean_words": 2.5, "mean_bytes": (35 + 52) / 2, "success": 0.5}
+    curve = [{"mean_bytes": 400.0, "success": 0.8}, {"mean_bytes": 200.0, "success": 0.2},
+             {"mean_bytes": 300.0, "success": 0.4}]  # fmt: skip
+    assert bytes_for_success(curve, 0.5) == pytest.approx(325.0)  # a quarter of 300 -> 400
+    assert bytes_for_success(curve, 0.1) == 200.0  # the smallest point already does
+    assert bytes_for_success(curve, 0.9) is None  # never: more bytes than were tried
+    m = matched_codecs({"x": op}, {"webp": sorted(curve, key=lambda p: p["mean_bytes"])})
+    assert m["x"]["webp"]["bytes"] == pytest.approx(325.0)
+    assert m["x"]["webp"]["factor"] == pytest.approx(325.0 / 43.5)
+    none = matched_codecs({"x": {**op, "success": 0.95}}, {"webp": curve})
+    assert none["x"]["webp"]["factor"] is None and none["x"]["webp"]["max_tried"]["bytes"] == 400
 
 
 def test_real_captions_report_orders_and_bytes(tmp_path) -> None:  # noqa: ANN001

@@ -16,7 +16,14 @@ from semcom.models import zoo as zoo_mod
 from semcom.models.zoo import file_sha256, list_zoo, load_pretrained, zoo_dir, zoo_entry
 
 ENTRIES = list_zoo()
-MAIN_METRIC = {"classify": "accuracy", "segment": "miou", "reconstruct": "psnr", "codec": "psnr"}
+MAIN_METRIC = {
+    "classify": "accuracy",
+    "segment": "miou",
+    "reconstruct": "psnr",
+    "codec": "psnr",
+    "caption": "exact_match",
+    "generate": "shape_accuracy",
+}
 
 
 def test_zoo_index_is_complete() -> None:

@@ -39,7 +39,25 @@ import torch
 from semcom.errors import InputError, SemcomError
 from semcom.text.orderings import ORDERINGS
 
-__all__ = ["calibrate_target", "main", "run_progressive", "summarise", "word_curves"]
+__all__ = [
+    "DEFAULT_CODECS",
+    "bytes_for_success",
+    "calibrate_target",
+    "codec_curves",
+    "main",
+    "matched_codecs",
+    "operating_points",
+    "run_progressive",
+    "summarise",
+    "word_curves",
+]
+
+#: The classical codecs the text path is compared with (resolution-adaptive, at budgets
+#: down to their floors: the byte counts recorded are the messages' real sizes).
+DEFAULT_CODECS = tuple(
+    f"{c}[scale=auto,rates=64/96/128/160/200/260/340/440/560/720/960]"
+    for c in ("jpeg", "webp", "avif")
+)
 
 
 def word_curves(
@@ -136,6 +154,104 @@ def summarise(records: Sequence[dict[str, Any]], target: float) -> dict[str, Any
     return out
 
 
+def operating_points(records: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Per ordering, the scheme as it runs: Alice stops at the first word whose
+    simulated distance is within ``target`` or, never getting there, after the whole
+    caption. Mean bytes and words sent, and the semantic success of Bob's last image,
+    over *all* images."""
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(r["ordering"] for r in records):
+        rows = [r for r in records if r["ordering"] == name]
+        stops = []
+        for r in rows:
+            k = next((i for i, d in enumerate(r["distance"]) if d <= target), None)
+            stops.append((r, len(r["distance"]) - 1 if k is None else k))
+        judged = [(r, k) for r, k in stops if r["success"]]
+        out[name] = {
+            "images": len(rows),
+            "mean_words": sum(k + 1 for _, k in stops) / max(len(stops), 1),
+            "mean_bytes": sum(r["bytes"][k] for r, k in stops) / max(len(stops), 1),
+            "success": (sum(bool(r["success"][k]) for r, k in judged) / len(judged))
+            if judged
+            else None,
+        }
+    return out
+
+
+def codec_curves(
+    specs: Sequence[str],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    judge: Any,
+    progress: bool = False,
+) -> dict[str, list[dict[str, float]]]:
+    """Semantic success against bytes of classical codecs on the same images: per spec
+    (``"webp[scale=auto,rates=96/160]"``), one point per rate with the messages' real
+    mean size (a budget under the codec's floor yields its smallest message, counted as
+    it is) and how often ``judge`` names the shape in the decoded images.
+
+    ``images``: uint8 ``(N, 3, H, W)``; ``labels``: int64 ``(N,)``.
+    """
+    from tqdm import tqdm
+
+    from semcom.experiments.sweep import transmit_all
+    from semcom.schemes import create_scheme
+
+    out: dict[str, list[dict[str, float]]] = {}
+    for spec in specs:
+        scheme = create_scheme(spec)
+        points = []
+        for rate in tqdm(scheme.default_rates, desc=scheme.label, disable=not progress):
+            sent = [tx.messages for tx in transmit_all(scheme, images, rate)]
+            decoded = torch.stack([scheme.decompress(m[-1]).x_hat for m in sent])
+            with torch.no_grad():
+                logits = judge(decoded.float() / 255.0)
+            logits = logits["logits"] if isinstance(logits, dict) else logits
+            hits = (logits.argmax(-1) == labels).double().mean()
+            nbytes = sum(len(b) for m in sent for b in m) / len(sent)
+            points.append({"rate": float(rate), "mean_bytes": nbytes, "success": float(hits)})
+        out[scheme.label] = sorted(points, key=lambda p: p["mean_bytes"])
+    return out
+
+
+def bytes_for_success(curve: Sequence[dict[str, float]], success: float) -> float | None:
+    """The fewest mean bytes at which a codec's curve (points by bytes) reaches
+    ``success``: linear between the two points around the first crossing; the first
+    point's bytes when it already does; None when no point does (more bytes needed than
+    were tried)."""
+    pts = sorted(curve, key=lambda p: p["mean_bytes"])
+    for i, p in enumerate(pts):
+        if p["success"] >= success:
+            if i == 0:
+                return p["mean_bytes"]
+            a = pts[i - 1]
+            t = (success - a["success"]) / (p["success"] - a["success"])
+            return a["mean_bytes"] + t * (p["mean_bytes"] - a["mean_bytes"])
+    return None
+
+
+def matched_codecs(
+    points: dict[str, Any], curves: dict[str, list[dict[str, float]]]
+) -> dict[str, Any]:
+    """Per ordering and codec: the codec's bytes at the ordering's semantic success, and
+    the factor (codec bytes / text bytes; None when the codec never reaches it)."""
+    out: dict[str, Any] = {}
+    for name, op in points.items():
+        row: dict[str, Any] = {}
+        for codec, curve in curves.items():
+            top = max(curve, key=lambda p: p["mean_bytes"]) if curve else None
+            need = None if op["success"] is None else bytes_for_success(curve, op["success"])
+            row[codec] = {
+                "bytes": need,
+                "factor": None if need is None else need / max(op["mean_bytes"], 1e-9),
+                "max_tried": None
+                if top is None
+                else {"bytes": top["mean_bytes"], "success": top["success"]},
+            }
+        out[name] = row
+    return out
+
+
 def _table(summary: dict[str, Any]) -> str:
     def f(v: Any, fmt: str) -> str:
         return "never" if v is None else format(v, fmt)
@@ -154,10 +270,43 @@ def _table(summary: dict[str, Any]) -> str:
             f"{f(s['success_at_target'], '.3f')} | {f(s['mean_words_to_success'], '.2f')} | "
             f"{s['search_generator_calls']:.1f} |"
         )
+    ops, matched = summary.get("operating_points"), summary.get("codecs_matched")
+    if ops:
+        codecs = sorted({c for row in (matched or {}).values() for c in row})
+        lines += [
+            "",
+            "Stopping at the target (or after the whole caption), over all images; each "
+            "codec's bytes at the same semantic success, and the factor (codec / text):",
+            "",
+            "| ordering | words sent | bytes | semantic success | "
+            + " | ".join(f"{c} bytes (factor)" for c in codecs)
+            + " |",
+            "|---|---|---|---|" + "---|" * len(codecs),
+        ]
+        for name, op in ops.items():
+            cells = []
+            for c in codecs:
+                m = (matched or {}).get(name, {}).get(c)
+                if m is None or m["bytes"] is None:
+                    top = None if m is None else m["max_tried"]
+                    cells.append("not reached" + (f" (<= {top['bytes']:.0f} B)" if top else ""))
+                else:
+                    cells.append(f"{m['bytes']:.0f} ({m['factor']:.1f}x)")
+            lines.append(
+                f"| {name} | {op['mean_words']:.2f} | {op['mean_bytes']:.1f} | "
+                f"{f(op['success'], '.3f')} | " + " | ".join(cells) + " |"
+            )
+        if summary.get("codec_curves"):
+            lines += ["", "Codec curves (mean bytes: semantic success):", ""]
+            for c, curve in summary["codec_curves"].items():
+                pts = ", ".join(f"{p['mean_bytes']:.0f}: {p['success']:.3f}" for p in curve)
+                lines.append(f"- {c}: {pts}")
     return "\n".join(lines) + "\n"
 
 
-def _plots(records: Sequence[dict[str, Any]], target: float, out: Path) -> list[Path]:
+def _plots(
+    records: Sequence[dict[str, Any]], target: float, out: Path, summary: dict[str, Any]
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,7 +326,26 @@ def _plots(records: Sequence[dict[str, Any]], target: float, out: Path) -> list[
     curve = out / "distance_vs_words.png"
     fig.savefig(curve, dpi=120)
     plt.close(fig)
-    return [curve]
+    paths = [curve]
+    ops, curves = summary.get("operating_points", {}), summary.get("codec_curves", {})
+    if curves and any(op["success"] is not None for op in ops.values()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for codec, pts in curves.items():
+            ax.plot([p["mean_bytes"] for p in pts], [p["success"] for p in pts], marker=".",
+                    label=codec.split("[")[0])  # fmt: skip
+        for name, op in ops.items():
+            if op["success"] is not None:
+                ax.scatter([op["mean_bytes"]], [op["success"]], marker="*", s=80,
+                           label=f"text: {name}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("mean bytes per image (whole messages)")
+        ax.set_ylabel("semantic success (shape recognised)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / "success_vs_bytes.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
 
 
 def _strips(examples: Sequence[dict[str, Any]], vocab: Any, out: Path, steps: int = 8) -> Path:
@@ -220,9 +388,11 @@ def run_progressive(
     judge: Any = "shape-classifier",
     out: Path = Path("progressive"),
     examples: int = 2,
+    codecs: Sequence[str] = DEFAULT_CODECS,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The whole experiment (module docstring); returns the summary."""
+    """The whole experiment (module docstring); returns the summary. ``codecs``: classical
+    codec specs compared at matched semantic success (needs ``judge``; empty: none)."""
     from semcom.data.convert import to_uint8
     from semcom.train.patch import load_frozen
     from semcom.train.recipes.text_diffusion import caption_ids
@@ -275,12 +445,17 @@ def run_progressive(
         except ValueError:
             raise InputError(f"--target must be a distance or auto:Q, got {target!r}") from None
     summary = summarise(records, value)
+    summary["operating_points"] = operating_points(records, value)
+    if codecs and clf is not None:
+        curves = codec_curves(codecs, images_u8, labels, clf, progress)
+        summary["codec_curves"] = curves
+        summary["codecs_matched"] = matched_codecs(summary["operating_points"], curves)
     summary.update(target_rule=target, caption=caption, n_images=len(images_u8))
     summary.update(distance=scheme.distance_spec, steps=scheme.steps, guidance=scheme.guidance)
     out.mkdir(parents=True, exist_ok=True)
     (out / "progressive.json").write_text(json.dumps({"summary": summary, "records": records}))
     (out / "progressive.md").write_text(_table(summary))
-    _plots(records, value, out)
+    _plots(records, value, out, summary)
     if kept:
         _strips(kept, vocab, out)
     return summary
@@ -318,6 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10, help="DDIM steps per generation")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance weight")
     p.add_argument("--examples", type=int, default=2, help="images shown in strips.png")
+    p.add_argument(
+        "--codecs",
+        default=",".join(DEFAULT_CODECS),
+        help="classical codec specs compared at matched semantic success ('none': skip)",
+    )
     p.add_argument("-o", "--out", type=Path, default=Path("progressive"), help="output folder")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -326,13 +506,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.threads:
             torch.set_num_threads(a.threads)
         from semcom.schemes import create_scheme
+        from semcom.schemes.base import split_scheme_list
 
+        codecs = [] if a.codecs.strip() == "none" else split_scheme_list(a.codecs)
+        for spec in codecs:
+            create_scheme(spec)  # a bad spec fails now, not after the curves
         scheme = create_scheme("text", model=a.generator, captioner=a.captioner,
                                distance=a.distance, steps=a.steps, guidance=a.guidance)  # fmt: skip
         summary = run_progressive(
             scheme, n_images=a.n_images, orders=[o for o in a.orders.split(",") if o],
             caption=a.caption, target=a.target, out=a.out, examples=a.examples,
-            progress=not a.no_progress,
+            codecs=codecs, progress=not a.no_progress,
         )  # fmt: skip
     except SemcomError as exc:
         from semcom.errors import one_line

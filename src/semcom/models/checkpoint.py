@@ -129,11 +129,15 @@ def save_checkpoint(
     config: dict[str, Any] | None = None,
     step: int = 0,
     extra: dict[str, str] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write ``model``'s weights + metadata to ``path`` (safetensors, atomically).
 
     ``name``/``config`` default to ``model.semcom_name``/``model.config`` (set by
-    ``create_model``). A DDP-wrapped model is unwrapped. Returns the path.
+    ``create_model``). A DDP-wrapped model is unwrapped. ``half``: floating-point tensors
+    are stored as float16 (half the file; :func:`load_checkpoint` copies them into the
+    model's float32 parameters, so the loaded model computes with the rounded weights).
+    Returns the path.
     """
     model = getattr(model, "module", model)
     name = name or getattr(model, "semcom_name", None)
@@ -151,6 +155,8 @@ def save_checkpoint(
     for k, v in (extra or {}).items():
         meta[f"extra.{k}"] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     path = Path(path)
     atomic_write(path, serialize_safetensors(tensors, meta))
     return path

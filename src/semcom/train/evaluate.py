@@ -39,7 +39,11 @@ def evaluate(
     patches kept at random: ``semcom.train.patch.evaluate_reconstruction``);
     ``{"split", "n", "psnr", "usage", ...}`` for VQ-VAE codecs (``task == "codec"``:
     :meth:`semcom.train.recipes.vqvae.VQVAERecipe.score`; Ballé codecs:
-    :meth:`semcom.train.recipes.balle.BalleRecipe.score`).
+    :meth:`semcom.train.recipes.balle.BalleRecipe.score`); the caption figures of
+    :meth:`semcom.train.recipes.captioner.CaptionerRecipe.score` for captioners
+    (``task == "caption"``) and the semantic success of
+    :meth:`semcom.train.recipes.text_diffusion.TextDiffusionRecipe.score` for
+    text-to-image generators (``task == "generate"``; judged by the zoo classifier).
     The model is put in eval mode and restored to its previous mode afterwards.
     """
     model = getattr(model, "module", model)
@@ -51,6 +55,16 @@ def evaluate(
         recipe = VQVAERecipe if hasattr(model, "quantizer") else BalleRecipe
         return recipe.score(
             model, split=split, n=n, batch_size=batch_size, image_size=image_size, data=data
+        )
+    if task in ("caption", "generate"):  # the progressive text scheme's two ends
+        from semcom.train.recipes.captioner import CaptionerRecipe
+        from semcom.train.recipes.text_diffusion import TextDiffusionRecipe
+
+        if data is not None:
+            raise InputError(f"a {task} model is scored on the synthetic world only")
+        text_recipe = CaptionerRecipe if task == "caption" else TextDiffusionRecipe
+        return text_recipe.score(
+            model, split=split, n=n, batch_size=min(batch_size, 64), image_size=image_size
         )
     if task == "reconstruct":  # patch decoders
         from semcom.train.patch import evaluate_reconstruction

@@ -31,6 +31,7 @@ def add_to_zoo(
     check_n: int = 256,
     train_facts: dict[str, Any] | None = None,
     directory: str | Path | None = None,
+    half: bool = False,
 ) -> dict[str, Any]:
     """Copy a trained checkpoint into the zoo as ``<name>.safetensors``, score it on the
     test split, update ``zoo.json``; returns the entry (other entries are kept as they are).
@@ -47,7 +48,9 @@ def add_to_zoo(
     name is not its architecture's (the recipes) records the architecture (``arch``),
     the zoo models its evaluation uses (``depends``) and their files' hashes at scoring
     time (``depends_sha256``: figures that involve a dependency are only reproducible
-    while it is unchanged).
+    while it is unchanged). ``half``: the zoo file holds the weights as float16 (for a
+    model that would not fit the zoo's size budget otherwise); the figures are those of
+    the rounded weights, as loaded from the zoo file.
     """
     from semcom.models.checkpoint import load_checkpoint
     from semcom.models.fingerprint import weights_sha256
@@ -58,13 +61,19 @@ def add_to_zoo(
     model, meta = load_checkpoint(src)
     name = name or meta.name
     recipe = zoo_recipe(name, model)
-    full = recipe.score(model, split="test", n=test_n, **recipe.depends)
-    check = recipe.score(model, split="test", n=check_n, **recipe.depends)
     out_dir = Path(directory) if directory is not None else zoo_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     fname = f"{name}.safetensors"
-    if src.resolve() != (out_dir / fname).resolve():
+    if half:
+        from semcom.models.checkpoint import save_checkpoint
+
+        save_checkpoint(model, out_dir / fname, name=meta.name, config=meta.config,
+                        step=meta.step, extra=meta.extra, half=True)  # fmt: skip
+        model, meta = load_checkpoint(out_dir / fname)  # scored as shipped: rounded
+    elif src.resolve() != (out_dir / fname).resolve():
         shutil.copyfile(src, out_dir / fname)
+    full = recipe.score(model, split="test", n=test_n, **recipe.depends)
+    check = recipe.score(model, split="test", n=check_n, **recipe.depends)
     keys = [k for k in recipe.zoo_metrics or full if k in full and k not in ("split", "n")]
     named_as_arch = name == meta.name
     entry: dict[str, Any] = {"name": name, **({} if named_as_arch else {"arch": meta.name})}
