@@ -61,6 +61,7 @@ def test_a_session_sends_one_word_per_message_and_bob_draws_what_alice_simulated
     tx = s.transmit_caption(ids, (16, 16), budget=4)
     assert len(tx.messages) == 4 and tx.stats["words_sent"] == 4
     assert tx.stats["order"] == [0, 1, 2, 3] and tx.stats["caption_words"] == len(ids)
+    assert tx.stats["caption"] == CAPTION and tx.stats["sent"] == ["a", "large", "red", "circle"]
     assert all(len(m) < 40 for m in tx.messages[1:])  # header + a 1-byte word
     rx = s.open_receiver()
     answers = [rx.receive(m) for m in tx.messages]
@@ -263,3 +264,34 @@ def test_real_captions_report_orders_and_bytes(tmp_path) -> None:  # noqa: ANN00
     sizes = session_bytes(code, [0, 1, 2], [2, 0, 1])
     assert len(sizes) == 3 and sizes[0] > sizes[1]  # the header rides on the first message
     assert s["mean_bytes_per_caption"] > 6.5 * 8  # containers, not just the words' bits
+
+
+def test_send_and_receive_a_text_session_on_the_command_line(tmp_path, capsys) -> None:  # noqa: ANN001
+    from semcom.cli import main
+    from semcom.imageio import save_image
+    from semcom.models import save_checkpoint
+
+    gen, cap = _models()
+    g = save_checkpoint(gen, tmp_path / "g.safetensors")
+    c = save_checkpoint(cap, tmp_path / "c.safetensors")
+    spec = f"text[model={g},captioner={c},steps=2,order=natural]"
+    photo = tmp_path / "photo.png"
+    save_image(torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8), photo)
+    msg = tmp_path / "m.smc"
+    assert main(["send", str(photo), "--scheme", spec, "--rate", "3", "-o", str(msg)]) == 0
+    out = capsys.readouterr().out
+    assert "3 messages" in out and "image 30x20" in out and 'caption "' in out
+    assert "words sent in order:" in out
+    files = [str(tmp_path / f"m.{k}.smc") for k in range(3)]
+    bob = tmp_path / "bob.png"
+    assert main(["receive", *files, "--scheme", spec, "-o", str(bob), "--judge", "psnr"]) == 0
+    assert "text:" in capsys.readouterr().out and bob.is_file()
+    # a session given out of order: the message that cannot be taken is named, the
+    # rest decoded; a broken message alone: one line, exit 2
+    assert main(["receive", files[1], files[0], "--scheme", spec, "--judge", "psnr"]) == 0
+    out = capsys.readouterr().out
+    assert "not decoded" in out and "out of order" in out and "messages: 2" in out
+    (tmp_path / "bad.smc").write_bytes(b"SMC\x00garbage")
+    assert main(["receive", str(tmp_path / "bad.smc"), "--scheme", spec]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

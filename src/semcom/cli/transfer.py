@@ -118,6 +118,9 @@ def _send_one(
         f"{where}: {size} bytes ({size * 8 / (h * w):.3f} bpp), scheme {spec}, "
         f"rate {sch.rate_label(rate)}, image {w}x{h}"
     )
+    if "caption" in tx.stats:  # a text scheme: what Alice said, and what she sent
+        sent = ", ".join(tx.stats.get("sent", []))
+        notes.append(f'caption "{tx.stats["caption"]}", words sent in order: {sent or "none"}')
     typer.echo(line + "".join(f"; {n}" for n in notes))
 
 

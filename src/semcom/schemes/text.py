@@ -367,7 +367,10 @@ class TextScheme(LearnedCodecScheme):
         reached = (
             bool(curve) and self.target > 0 and curve[min(count, len(curve)) - 1] <= self.target
         )
-        stats = {"words_sent": count, "caption_words": n, "reached": int(reached),
+        vocab = self.vocabulary()
+        stats = {"caption": " ".join(vocab.word(int(i)) for i in ids),
+                 "sent": [vocab.word(int(ids[p])) for p in order[:count]],
+                 "words_sent": count, "caption_words": n, "reached": int(reached),
                  "generator_calls": calls, "order": [int(p) for p in order[:count]],
                  "distances": [round(float(d), 5) for d in curve[:count]]}  # fmt: skip
         return Transmission(messages, stats=stats)
