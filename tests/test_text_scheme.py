@@ -295,3 +295,36 @@ def test_send_and_receive_a_text_session_on_the_command_line(tmp_path, capsys) -
     assert main(["receive", str(tmp_path / "bad.smc"), "--scheme", spec]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_sessions_received_together_get_the_answers_each_gets_alone() -> None:
+    from semcom.schemes.base import receive_all
+
+    s = _scheme(order="natural")
+    ids = s.caption_ids(CAPTION)
+    seeded = _scheme(order="natural", seed=7)
+    txs = [s.transmit_caption(ids, (16, 16), budget=3),
+           seeded.transmit_caption(ids[2:], (16, 16), budget=3),
+           s.transmit_caption(ids, (12, 20), budget=3)]  # fmt: skip
+    alone = [s.open_receiver() for _ in txs]
+    together = [s.open_receiver() for _ in txs]
+    for k in range(3):
+        data = [tx.messages[k] for tx in txs]
+        if k == 1:
+            data[0] = data[0][:-3]  # a broken message: refused, that session's state kept
+        want = []
+        for rx, d in zip(alone, data, strict=True):
+            try:
+                want.append(rx.receive(d))
+            except BitstreamError as exc:
+                want.append(exc)
+        got = receive_all(s, together, data, [()] * len(data))
+        for w, g in zip(want, got, strict=True):
+            assert type(w) is type(g)
+            if isinstance(w, BitstreamError):
+                continue
+            assert g.text == w.text and g.satisfied == w.satisfied
+            assert torch.equal(g.x_hat, w.x_hat)
+    # session 0 missed step 1, so its step 2 is out of order too
+    assert [rx.steps for rx in together] == [rx.steps for rx in alone] == [1, 3, 3]
+    assert together[2].result().x_hat.shape == (3, 12, 20)

@@ -193,13 +193,18 @@ def receive_all(
 ) -> list[Decoded | BitstreamError]:
     """One message to each of ``receivers`` (``data[i]`` to ``receivers[i]``); a message that
     fails comes back as its BitstreamError (not raised). Single-message receivers of
-    ``scheme`` are decoded together through ``scheme.decompress_batch`` (vectorised)."""
+    ``scheme`` are decoded together through ``scheme.decompress_batch`` (vectorised); a
+    scheme with a ``receive_many(receivers, data, erasures)`` (the progressive text
+    scheme: one batched generation per step) serves its own receivers with it."""
     if all(isinstance(r, SingleMessageReceiver) and r.scheme is scheme for r in receivers):
         results = scheme.decompress_batch(list(data), list(erasures))
         for rx, res in zip(receivers, results, strict=True):
             if not isinstance(res, BaseException):
                 rx.accept(res)
         return results
+    many = getattr(scheme, "receive_many", None)
+    if many is not None and all(getattr(r, "scheme", None) is scheme for r in receivers):
+        return many(receivers, data, erasures)
     out: list[Decoded | BitstreamError] = []
     for rx, d, e in zip(receivers, data, erasures, strict=True):
         try:

@@ -223,10 +223,16 @@ class TextScheme(LearnedCodecScheme):
 
     # ------------------------------------------------------------ generation
     def generate(self, words: Sequence[tuple[int, int]], seed: int, size: tuple[int, int],
-                 batch: Sequence[Sequence[tuple[int, int]]] | None = None) -> Tensor:  # fmt: skip
+                 batch: Sequence[Sequence[tuple[int, int]]] | None = None,
+                 seeds: Sequence[int] | None = None) -> Tensor:  # fmt: skip
         """float ``(B, 3, H, W)`` images from word sets (``(position, id)`` pairs, any
-        order), each from ``seed``, resized to ``size``: ``batch`` of sets, or one set."""
+        order), each from ``seed`` (or ``seeds[i]``, one per set), resized to ``size``:
+        ``batch`` of sets, or one set. An image depends only on its own words and seed,
+        not on the others in the batch."""
         sets = [list(words)] if batch is None else [list(s) for s in batch]
+        seeds = [seed] * len(sets) if seeds is None else [int(v) for v in seeds]
+        if len(seeds) != len(sets):
+            raise InputError(f"text: {len(seeds)} seeds for {len(sets)} word sets")
         n_max = max([len(s) for s in sets] + [1])
         ids = torch.zeros(len(sets), n_max, dtype=torch.int64)
         pos = torch.zeros(len(sets), n_max, dtype=torch.int64)
@@ -237,7 +243,7 @@ class TextScheme(LearnedCodecScheme):
         out = []
         for lo in range(0, len(sets), self.batch_size):
             x = gen.generate(ids[lo : lo + self.batch_size], pos[lo : lo + self.batch_size],
-                             [seed] * len(sets[lo : lo + self.batch_size]), steps=self.steps,
+                             seeds[lo : lo + self.batch_size], steps=self.steps,
                              guidance=self.guidance)  # fmt: skip
             out.append(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
         return torch.cat(out)
@@ -378,6 +384,32 @@ class TextScheme(LearnedCodecScheme):
     def open_receiver(self) -> Receiver:
         return TextReceiver(self)
 
+    def receive_many(
+        self, receivers: Sequence[Receiver], data: Sequence[bytes], erasures: Sequence[Erasures]
+    ) -> list[Decoded | BitstreamError]:
+        """One message to each of several sessions' receivers, their images generated in
+        batches (per image size): the same answers as one :meth:`TextReceiver.receive`
+        each. A message that cannot be taken comes back as its BitstreamError."""
+        out: list[Decoded | BitstreamError | None] = [None] * len(receivers)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (rx, d, e) in enumerate(zip(receivers, data, erasures, strict=True)):
+            assert isinstance(rx, TextReceiver) and rx.scheme is self
+            try:
+                rx.take(d, e)
+            except BitstreamError as exc:
+                out[i] = exc
+                continue
+            assert rx.head is not None
+            groups.setdefault((rx.head["h"], rx.head["w"]), []).append(i)
+        for size, idx in groups.items():
+            rxs = [receivers[i] for i in idx]
+            with torch.no_grad():
+                imgs = self.generate((), 0, size, batch=[sorted(r.words.items()) for r in rxs],
+                                     seeds=[r.head["seed"] for r in rxs])  # fmt: skip
+            for i, r, img in zip(idx, rxs, imgs, strict=True):
+                out[i] = r.accept(r.answer(img))
+        return out  # type: ignore[return-value]
+
 
 class TextReceiver(Receiver):
     """Bob's end of one ``text`` session: the words so far, an image after each."""
@@ -390,6 +422,12 @@ class TextReceiver(Receiver):
         self.done = False
 
     def receive(self, data: bytes, erasures: Erasures = ()) -> Decoded:
+        self.take(data, erasures)
+        return self.accept(self.answer())
+
+    def take(self, data: bytes, erasures: Erasures = ()) -> None:
+        """Read one message into the session's words (BitstreamError, and the state as
+        it was, for a message that cannot be taken); :meth:`answer` draws the image."""
         s = self.scheme
         msg = unpack(data, erasures=erasures)
         msg.expect_scheme(s.wire_name)
@@ -428,15 +466,17 @@ class TextReceiver(Receiver):
         if position >= 0:
             self.words[position] = word
         self.done = bool(last) or len(self.words) == head["n"]
-        return self.accept(self.answer())
 
-    def answer(self) -> Decoded:
-        """Bob's image and text from the words so far."""
+    def answer(self, image: Tensor | None = None) -> Decoded:
+        """Bob's image and text from the words so far (``image``: that image, float
+        ``(3, H, W)``, already generated in a batch of sessions)."""
         assert self.head is not None
         h, w, seed = self.head["h"], self.head["w"], self.head["seed"]
         pairs = sorted(self.words.items())
-        with torch.no_grad():
-            img = self.scheme.generate(pairs, seed, (h, w))[0]
+        if image is None:
+            with torch.no_grad():
+                image = self.scheme.generate(pairs, seed, (h, w))[0]
+        img = image
         vocab = self.scheme.vocabulary()
         text = " ".join(vocab.word(i) for _, i in pairs)
         x_hat = (img * 255).round().clamp(0, 255).to(torch.uint8)
