@@ -298,7 +298,7 @@ def test_send_and_receive_a_text_session_on_the_command_line(tmp_path, capsys) -
 
 
 def test_sessions_received_together_get_the_answers_each_gets_alone() -> None:
-    from semcom.schemes.base import receive_all
+    from semcom.schemes.base import receive_all, settle_all
 
     s = _scheme(order="natural")
     ids = s.caption_ids(CAPTION)
@@ -308,6 +308,7 @@ def test_sessions_received_together_get_the_answers_each_gets_alone() -> None:
            s.transmit_caption(ids, (12, 20), budget=3)]  # fmt: skip
     alone = [s.open_receiver() for _ in txs]
     together = [s.open_receiver() for _ in txs]
+    lazy = [s.open_receiver() for _ in txs]
     for k in range(3):
         data = [tx.messages[k] for tx in txs]
         if k == 1:
@@ -319,6 +320,12 @@ def test_sessions_received_together_get_the_answers_each_gets_alone() -> None:
             except BitstreamError as exc:
                 want.append(exc)
         got = receive_all(s, together, data, [()] * len(data))
+        deferred = receive_all(s, lazy, data, [()] * len(data), lazy=True)
+        assert [type(d) for d in deferred] == [type(g) for g in got]
+        assert all(d.x_hat is None for d in deferred if not isinstance(d, BitstreamError))
+        assert [d.satisfied for d in deferred if not isinstance(d, BitstreamError)] == [
+            g.satisfied for g in got if not isinstance(g, BitstreamError)
+        ]
         for w, g in zip(want, got, strict=True):
             assert type(w) is type(g)
             if isinstance(w, BitstreamError):
@@ -328,3 +335,23 @@ def test_sessions_received_together_get_the_answers_each_gets_alone() -> None:
     # session 0 missed step 1, so its step 2 is out of order too
     assert [rx.steps for rx in together] == [rx.steps for rx in alone] == [1, 3, 3]
     assert together[2].result().x_hat.shape == (3, 12, 20)
+    settle_all(s, lazy[:2])  # batched; the third draws its own when asked
+    for a, b in zip(together, lazy, strict=True):
+        assert (
+            torch.equal(a.result().x_hat, b.result().x_hat) and a.result().text == b.result().text
+        )
+
+
+def test_the_sweep_judges_the_images_bob_draws_at_the_end_of_each_session() -> None:
+    from semcom.experiments.sweep import deliver, transmit_all
+    from semcom.schemes.base import run_session
+
+    s = _scheme(order="natural")
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    txs = transmit_all(s, images, 3)
+    got = deliver(s, txs, "ideal", seed=0, batch_size=2)
+    assert got.sent == [3, 3, 3]
+    for img, final in zip(images, got.finals, strict=True):
+        _, alone = run_session(s, img, 3)
+        assert final is not None and final.text == alone.text
+        assert torch.equal(final.x_hat, alone.x_hat)

@@ -158,7 +158,7 @@ def deliver(
     process applies the channel to every message, so the channel's random draws do not
     depend on the number of processes."""
     from semcom.channel import create_channel
-    from semcom.schemes.base import final_answer, receive_all
+    from semcom.schemes.base import final_answer, receive_all, settle_all
 
     group = group or LOCAL
     channel = create_channel(channel_spec, seed=seed)
@@ -191,6 +191,7 @@ def deliver(
                 [receivers[i] for i, _ in part],
                 [rx.data for _, rx in part],
                 [rx.erasures for _, rx in part],
+                lazy=True,  # only the final answers are judged: drawn below, batched
             )
             for (i, _), res in zip(part, results, strict=True):
                 satisfied[i] = not isinstance(res, BaseException) and res.satisfied
@@ -200,6 +201,10 @@ def deliver(
                 satisfied.update(part)
         k += 1
         active = [i for i in active if not satisfied.get(i) and len(transmissions[i].messages) > k]
+    t0 = time.perf_counter()
+    for lo in range(0, n, batch_size):
+        settle_all(scheme, [receivers[i] for i in range(lo, min(n, lo + batch_size)) if owner[i]])
+    spent += time.perf_counter() - t0
     finals: dict[int, Decoded | None] = {}
     for i in range(n):
         if owner[i]:

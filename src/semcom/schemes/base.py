@@ -190,12 +190,15 @@ def receive_all(
     receivers: Sequence[Receiver],
     data: Sequence[bytes],
     erasures: Sequence[Erasures],
+    lazy: bool = False,
 ) -> list[Decoded | BitstreamError]:
     """One message to each of ``receivers`` (``data[i]`` to ``receivers[i]``); a message that
     fails comes back as its BitstreamError (not raised). Single-message receivers of
     ``scheme`` are decoded together through ``scheme.decompress_batch`` (vectorised); a
-    scheme with a ``receive_many(receivers, data, erasures)`` (the progressive text
-    scheme: one batched generation per step) serves its own receivers with it."""
+    scheme with a ``receive_many(receivers, data, erasures, lazy)`` (the progressive text
+    scheme: one batched generation per step) serves its own receivers with it.
+    ``lazy``: the caller needs each step's ``satisfied`` only, and the final answers
+    after :func:`settle_all`; such a scheme may defer the work of drawing answers."""
     if all(isinstance(r, SingleMessageReceiver) and r.scheme is scheme for r in receivers):
         results = scheme.decompress_batch(list(data), list(erasures))
         for rx, res in zip(receivers, results, strict=True):
@@ -204,7 +207,7 @@ def receive_all(
         return results
     many = getattr(scheme, "receive_many", None)
     if many is not None and all(getattr(r, "scheme", None) is scheme for r in receivers):
-        return many(receivers, data, erasures)
+        return many(receivers, data, erasures, lazy=lazy)
     out: list[Decoded | BitstreamError] = []
     for rx, d, e in zip(receivers, data, erasures, strict=True):
         try:
@@ -241,6 +244,14 @@ def run_session(
             break
     final = final_answer(receiver, tx) or Decoded(satisfied=False)
     return Transmission(sent, tx.local, dict(tx.stats)), final
+
+
+def settle_all(scheme: Scheme, receivers: Sequence[Receiver]) -> None:
+    """Complete the answers :func:`receive_all` deferred with ``lazy`` (a scheme's
+    ``settle_many``, batched; nothing for the others)."""
+    settle = getattr(scheme, "settle_many", None)
+    if settle is not None and receivers:
+        settle(receivers)
 
 
 def final_answer(receiver: Receiver, tx: Transmission) -> Decoded | None:

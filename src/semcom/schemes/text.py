@@ -385,13 +385,20 @@ class TextScheme(LearnedCodecScheme):
         return TextReceiver(self)
 
     def receive_many(
-        self, receivers: Sequence[Receiver], data: Sequence[bytes], erasures: Sequence[Erasures]
+        self,
+        receivers: Sequence[Receiver],
+        data: Sequence[bytes],
+        erasures: Sequence[Erasures],
+        lazy: bool = False,
     ) -> list[Decoded | BitstreamError]:
         """One message to each of several sessions' receivers, their images generated in
         batches (per image size): the same answers as one :meth:`TextReceiver.receive`
-        each. A message that cannot be taken comes back as its BitstreamError."""
+        each. A message that cannot be taken comes back as its BitstreamError.
+        ``lazy``: the answers hold text and ``satisfied`` only; the images are drawn
+        when asked for (:meth:`settle_many` for many sessions at once, or each
+        receiver's ``result()``): what a sweep that judges only the final answer needs."""
         out: list[Decoded | BitstreamError | None] = [None] * len(receivers)
-        groups: dict[tuple[int, int], list[int]] = {}
+        taken: list[int] = []
         for i, (rx, d, e) in enumerate(zip(receivers, data, erasures, strict=True)):
             assert isinstance(rx, TextReceiver) and rx.scheme is self
             try:
@@ -399,16 +406,39 @@ class TextScheme(LearnedCodecScheme):
             except BitstreamError as exc:
                 out[i] = exc
                 continue
+            taken.append(i)
+            if lazy:
+                out[i] = rx.accept(rx.answer(draw=False))
+        if not lazy:
+            for i, img in self._draw([receivers[i] for i in taken]).items():
+                out[taken[i]] = receivers[taken[i]].accept(receivers[taken[i]].answer(img))
+        return out  # type: ignore[return-value]
+
+    def settle_many(self, receivers: Sequence[Receiver]) -> None:
+        """Draw, in batches, the images the ``lazy`` answers of ``receivers`` left out."""
+        stale = [r for r in receivers if isinstance(r, TextReceiver) and r.stale]
+        for i, img in self._draw(stale).items():
+            stale[i].latest = stale[i].answer(img)
+
+    def _draw(self, receivers: Sequence[TextReceiver]) -> dict[int, Tensor]:
+        """Bob's image of each session from its words so far, batched per image size."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, rx in enumerate(receivers):
             assert rx.head is not None
             groups.setdefault((rx.head["h"], rx.head["w"]), []).append(i)
+        out: dict[int, Tensor] = {}
         for size, idx in groups.items():
             rxs = [receivers[i] for i in idx]
             with torch.no_grad():
-                imgs = self.generate((), 0, size, batch=[sorted(r.words.items()) for r in rxs],
-                                     seeds=[r.head["seed"] for r in rxs])  # fmt: skip
-            for i, r, img in zip(idx, rxs, imgs, strict=True):
-                out[i] = r.accept(r.answer(img))
-        return out  # type: ignore[return-value]
+                imgs = self.generate(
+                    (),
+                    0,
+                    size,
+                    batch=[sorted(r.words.items()) for r in rxs],
+                    seeds=[r.head["seed"] for r in rxs],
+                )  # type: ignore[index]
+            out.update(zip(idx, imgs, strict=True))
+        return out
 
 
 class TextReceiver(Receiver):
@@ -420,6 +450,8 @@ class TextReceiver(Receiver):
         self.head: dict[str, int] | None = None
         self.words: dict[int, int] = {}
         self.done = False
+        #: the latest answer has no image yet (received with ``lazy``: drawn on demand)
+        self.stale = False
 
     def receive(self, data: bytes, erasures: Erasures = ()) -> Decoded:
         self.take(data, erasures)
@@ -467,18 +499,24 @@ class TextReceiver(Receiver):
             self.words[position] = word
         self.done = bool(last) or len(self.words) == head["n"]
 
-    def answer(self, image: Tensor | None = None) -> Decoded:
+    def answer(self, image: Tensor | None = None, draw: bool = True) -> Decoded:
         """Bob's image and text from the words so far (``image``: that image, float
-        ``(3, H, W)``, already generated in a batch of sessions)."""
+        ``(3, H, W)``, already generated in a batch of sessions). ``draw=False``: the
+        text and ``satisfied`` only, the image left to :meth:`result` (``stale``)."""
         assert self.head is not None
         h, w, seed = self.head["h"], self.head["w"], self.head["seed"]
         pairs = sorted(self.words.items())
-        if image is None:
+        if image is None and draw:
             with torch.no_grad():
                 image = self.scheme.generate(pairs, seed, (h, w))[0]
-        img = image
+        self.stale = image is None
         vocab = self.scheme.vocabulary()
         text = " ".join(vocab.word(i) for _, i in pairs)
-        x_hat = (img * 255).round().clamp(0, 255).to(torch.uint8)
+        x_hat = None if image is None else (image * 255).round().clamp(0, 255).to(torch.uint8)
         stats = {"words": len(pairs), "caption_words": self.head["n"]}
         return Decoded(x_hat=x_hat, text=text, stats=stats, satisfied=self.done)
+
+    def result(self) -> Decoded:
+        if self.stale:
+            self.latest = self.answer()
+        return super().result()
