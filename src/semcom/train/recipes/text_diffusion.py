@@ -89,6 +89,11 @@ class TextDiffusionRecipe(CaptionRecipe):
     arch: ClassVar[str] = "text-diffusion"
     task = "generate"
     metric = "shape_accuracy"
+    zoo_metrics: ClassVar[tuple[str, ...] | None] = (
+        "shape_accuracy",
+        "shape_accuracy_half",
+        "shape_accuracy_uncond",
+    )
     weights: ClassVar[tuple[str, ...]] = ()
     depends: ClassVar[dict[str, str]] = {"judge": "shape-classifier"}
 
