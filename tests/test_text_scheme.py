@@ -243,6 +243,7 @@ def test_real_captions_report_orders_and_bytes(tmp_path) -> None:  # noqa: ANN00
     from PIL import Image
 
     from semcom.experiments.real_captions import run_real_captions, session_bytes
+    from semcom.models import save_checkpoint
     from semcom.text.wordcode import WordCode
 
     root = tmp_path / "coco"
@@ -254,7 +255,15 @@ def test_real_captions_report_orders_and_bytes(tmp_path) -> None:  # noqa: ANN00
     ann = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(2)],
            "annotations": [{"image_id": i, "caption": c} for i, c in enumerate(caps)]}  # fmt: skip
     (root / "annotations" / "captions_train2017.json").write_text(json.dumps(ann))
-    s = run_real_captions("coco-captions", root, encoder=None, out=tmp_path / "o")
+    with pytest.raises(InputError, match="captioner"):
+        run_real_captions("coco-captions", root, encoder=None, generator="g", out=tmp_path)
+    gen, cap = _models()
+    g = save_checkpoint(gen, tmp_path / "g.safetensors")
+    c = save_checkpoint(cap, tmp_path / "c.safetensors")
+    s = run_real_captions("coco-captions", root, encoder=None, out=tmp_path / "o",
+                          captioner=str(c), generator=str(g))  # fmt: skip
+    assert (tmp_path / "o" / "real_photos.png").stat().st_size > 0
+    assert s["synthetic_vocabulary_coverage"] == pytest.approx(6 / 13)  # a on the / on a red
     assert s["images"] == 2 and s["vocabulary"] == 11 and s["mean_words_per_caption"] == 6.5
     assert set(s["function_words_in_first3"]) == {"natural", "random"}
     assert s["function_words_in_first3"]["natural"] == pytest.approx(1 / 6)  # "on" of 6

@@ -67,11 +67,14 @@ def run_real_captions(
     n_images: int = 80,
     encoder: str | None = "minilm",
     captioner: str | None = None,
+    generator: str | None = None,
     show: int = 6,
     seed: int = 0,
     out: Path = Path("real-captions"),
 ) -> dict[str, Any]:
-    """The experiment (module docstring); returns the summary."""
+    """The experiment (module docstring); returns the summary. ``generator`` (with
+    ``captioner``): Bob's image from each shown photo's synthetic caption, in
+    ``real_photos.png``."""
     from semcom.data import load_dataset
     from semcom.text.orderings import attentive_order, natural_order, random_order
     from semcom.text.wordcode import WordCode
@@ -98,6 +101,12 @@ def run_real_captions(
         from semcom.text.words import synthetic_vocabulary
 
         cap_model, syn = load_model(captioner).eval(), synthetic_vocabulary()
+    elif generator:
+        raise InputError("--generator draws from the captioner's captions: give --captioner")
+    from semcom.text.words import synthetic_vocabulary as _syn_vocab
+
+    known = set(_syn_vocab().words)
+    drawn: list[tuple[Any, list[int], str]] = []
     rows = []
     for i, (image, caps) in enumerate(items):
         caption = caps[0]
@@ -122,6 +131,9 @@ def run_real_captions(
             with torch.no_grad():
                 got = cap_model.caption(image[None].float() / 255.0)[0]
             row["synthetic_captioner"] = " ".join(syn.decode(got))
+            if generator and len(drawn) < show:
+                drawn.append((image, [int(t) for t in got], row["synthetic_captioner"]))
+        row["in_synthetic_vocabulary"] = sum(w in known for w in words)
         rows.append(row)
     total_words = sum(r["words"] for r in rows)
     summary: dict[str, Any] = {
@@ -131,6 +143,8 @@ def run_real_captions(
         "huffman_bits_per_word": sum(sum(r["bits"]) for r in rows) / max(total_words, 1),
         "mean_bytes_per_caption": sum(r["bytes"] for r in rows) / max(len(rows), 1),
         "encoder": encoder or "none",
+        "synthetic_vocabulary_coverage": sum(r["in_synthetic_vocabulary"] for r in rows)
+        / max(total_words, 1),
         "function_words_in_first3": {
             k: sum(w in FUNCTION_WORDS for r in rows for w in r["first3"].get(k, []))
             / max(sum(len(r["first3"].get(k, [])) for r in rows), 1)
@@ -140,7 +154,42 @@ def run_real_captions(
     out.mkdir(parents=True, exist_ok=True)
     (out / "real_captions.json").write_text(json.dumps({"summary": summary, "rows": rows}))
     (out / "real_captions.md").write_text(_table(summary, rows[:show]))
+    if drawn:
+        assert generator is not None and captioner is not None
+        _photo_figure(drawn, generator, captioner, out / "real_photos.png")
     return summary
+
+
+def _photo_figure(
+    drawn: Sequence[tuple[Any, list[int], str]], generator: str, captioner: str, path: Path
+) -> Path:
+    """Each photo beside Bob's image from the synthetic captioner's whole caption of it."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from semcom.schemes import create_scheme
+    from semcom.text.words import SPECIALS
+
+    scheme = create_scheme("text", model=generator, captioner=captioner)
+    fig, axes = plt.subplots(len(drawn), 2, figsize=(5.2, 2.4 * len(drawn)), squeeze=False)
+    for row, (image, ids, caption) in enumerate(drawn):
+        words = [(p, t) for p, t in enumerate(t for t in ids if t >= len(SPECIALS))]
+        with torch.no_grad():
+            bob = scheme.generate(words, scheme.seed, (64, 64))[0]
+        axes[row][0].imshow(image.permute(1, 2, 0).numpy())
+        axes[row][1].imshow(bob.permute(1, 2, 0).clamp(0, 1).numpy())
+        axes[row][1].set_title("\n".join(textwrap.wrap(caption, 40)), fontsize=6)
+        for a in axes[row]:
+            a.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _table(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
@@ -150,7 +199,9 @@ def _table(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
         f"(log2 = {s['log2_vocabulary']:.2f} bits); {s['mean_words_per_caption']:.2f} words per "
         f"caption; Huffman {s['huffman_bits_per_word']:.2f} bits per word; "
         f"{s['mean_bytes_per_caption']:.1f} bytes per whole caption (one message per word, "
-        f"containers included); attention of {s['encoder']}.",
+        f"containers included); attention of {s['encoder']}; "
+        f"{s['synthetic_vocabulary_coverage']:.1%} of the words are in the synthetic "
+        "world's vocabulary.",
         "",
         "| ordering | function words among the first three |",
         "|---|---|",
@@ -185,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "package), a local transformers folder, or none",
     )
     p.add_argument("--captioner", default=None, help="also caption the photos with this model")
+    p.add_argument(
+        "--generator",
+        default=None,
+        help="with --captioner: draw Bob's image from each shown photo's caption (real_photos.png)",
+    )
     p.add_argument("--show", type=int, default=6, help="captions listed in the table")
     p.add_argument("-o", "--out", type=Path, default=Path("real-captions"), help="output folder")
     a = p.parse_args(argv)
@@ -192,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run_real_captions(
             a.dataset, a.data_root, split=a.split, n_images=a.n_images,
             encoder=None if a.encoder == "none" else a.encoder, captioner=a.captioner,
+            generator=a.generator,
             show=a.show, out=a.out,
         )  # fmt: skip
     except SemcomError as exc:
