@@ -61,6 +61,12 @@ def test_half_files_load_as_float32_rounded_weights(
         want = v.half().to(v.dtype) if v.is_floating_point() else v
         assert torch.equal(got, want), k  # ... holding the float16-rounded values
     assert any(not torch.equal(m.state_dict()[k], v) for k, v in ref.state_dict().items())
+    # one digest for the half file and the model loaded from it (both ends must agree)
+    from semcom.models.fingerprint import weights_sha256
+    from semcom.models.tensor_files import load_state_dict_file
+
+    assert weights_sha256(load_state_dict_file(half)[0]) == weights_sha256(m)
+    assert weights_sha256(m) != weights_sha256(ref)
 
 
 def test_expected_name_mismatch(ckpt: tuple[Path, torch.nn.Module]) -> None:

@@ -47,10 +47,18 @@ class ModelMismatchError(BitstreamError):
 
 
 def weights_sha256(weights: nn.Module | Mapping[str, Tensor]) -> str:
-    """Hex sha256 of a model's weights (its state dict), independent of file metadata."""
+    """Hex sha256 of a model's weights (its state dict), independent of file metadata.
+
+    Half-precision tensors (float16 / bfloat16: a zoo file stored at half size) are
+    hashed as the float32 values they load as, so a file and the model loaded from it
+    have one digest."""
+    import torch
+
     from semcom.models.tensor_files import serialize_safetensors
 
     sd = weights.state_dict() if hasattr(weights, "state_dict") else dict(weights)
+    half = (torch.float16, torch.bfloat16)
+    sd = {k: v.float() if v.dtype in half else v for k, v in sd.items()}
     return hashlib.sha256(serialize_safetensors(sd, {})).hexdigest()
 
 
