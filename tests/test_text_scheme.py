@@ -186,6 +186,7 @@ def test_the_progressive_experiment_writes_curves_tables_and_figures(tmp_path) -
         n = len(r["ids"])
         assert sorted(r["order"]) == list(range(n)) and len(r["distance"]) == n
         assert len(r["bytes"]) == n and r["bytes"] == sorted(r["bytes"]) and len(r["success"]) == n
+        assert all(0 < p < b for p, b in zip(r["payload_bytes"], r["bytes"], strict=True))
     # auto:1.0 is the largest whole-caption distance: every image reaches it
     assert all(o["never_reached"] == 0.0 for o in summary["orderings"].values())
     low = summary["orderings"]["lowest-distance"]
@@ -223,7 +224,8 @@ def test_operating_points_and_codec_bytes_at_matched_success() -> None:
          "success": [False, False, False]},
     ]  # fmt: skip
     op = operating_points(recs, 1.5)["x"]
-    assert op == {"images": 2, "mean_words": 2.5, "mean_bytes": (35 + 52) / 2, "success": 0.5}
+    assert op == {"images": 2, "mean_words": 2.5, "mean_bytes": (35 + 52) / 2,
+                  "mean_payload_bytes": (35 + 52) / 2, "success": 0.5}  # fmt: skip
     curve = [{"mean_bytes": 400.0, "success": 0.8}, {"mean_bytes": 200.0, "success": 0.2},
              {"mean_bytes": 300.0, "success": 0.4}]  # fmt: skip
     assert bytes_for_success(curve, 0.5) == pytest.approx(325.0)  # a quarter of 300 -> 400

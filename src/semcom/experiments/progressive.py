@@ -101,8 +101,12 @@ def word_curves(
     tx = scheme.transmit_caption(list(ids), size, budget=max(n, 1), order=order)
     sizes = [len(m) for m in tx.messages]
     cum = [sum(sizes[: k + 1]) for k in range(len(sizes))]
+    code = scheme.word_code()
+    words = [len(code.pack(int(ids[p]), int(p), n)) for p in order]
+    payload = [sum(words[: k + 1]) for k in range(len(words))]
     return {"order": [int(p) for p in order], "distance": d, "success": success,
-            "bytes": cum, "search_calls": search_calls, "pics": pics}  # fmt: skip
+            "bytes": cum, "payload_bytes": payload, "search_calls": search_calls,
+            "pics": pics}  # fmt: skip
 
 
 def calibrate_target(records: Sequence[dict[str, Any]], q: float) -> float:
@@ -171,6 +175,8 @@ def operating_points(records: Sequence[dict[str, Any]], target: float) -> dict[s
             "images": len(rows),
             "mean_words": sum(k + 1 for _, k in stops) / max(len(stops), 1),
             "mean_bytes": sum(r["bytes"][k] for r, k in stops) / max(len(stops), 1),
+            "mean_payload_bytes": sum(r.get("payload_bytes", r["bytes"])[k] for r, k in stops)
+            / max(len(stops), 1),
             "success": (sum(bool(r["success"][k]) for r, k in judged) / len(judged))
             if judged
             else None,
@@ -275,13 +281,15 @@ def _table(summary: dict[str, Any]) -> str:
         codecs = sorted({c for row in (matched or {}).values() for c in row})
         lines += [
             "",
-            "Stopping at the target (or after the whole caption), over all images; each "
-            "codec's bytes at the same semantic success, and the factor (codec / text):",
+            "Stopping at the target (or after the whole caption), over all images: bytes "
+            "are whole messages (one container per word), 'of which words' the coded words "
+            "and positions alone; each codec's bytes (whole messages) at the same semantic "
+            "success, and the factor (codec / text):",
             "",
-            "| ordering | words sent | bytes | semantic success | "
+            "| ordering | words sent | bytes | of which words | semantic success | "
             + " | ".join(f"{c} bytes (factor)" for c in codecs)
             + " |",
-            "|---|---|---|---|" + "---|" * len(codecs),
+            "|---|---|---|---|---|" + "---|" * len(codecs),
         ]
         for name, op in ops.items():
             cells = []
@@ -294,6 +302,7 @@ def _table(summary: dict[str, Any]) -> str:
                     cells.append(f"{m['bytes']:.0f} ({m['factor']:.1f}x)")
             lines.append(
                 f"| {name} | {op['mean_words']:.2f} | {op['mean_bytes']:.1f} | "
+                f"{op['mean_payload_bytes']:.1f} | "
                 f"{f(op['success'], '.3f')} | " + " | ".join(cells) + " |"
             )
         if summary.get("codec_curves"):
