@@ -222,6 +222,20 @@ def test_the_generator_recipe_trains_on_captions_and_scores_semantic_success(
         assert 0.0 <= m[key] <= 1.0
     with pytest.raises(InputError, match="synthetic"):
         train_patch_model("text-diffusion-synth", tmp_path, dataset="camvid", data_root=tmp_path)
+    # a second training starts from the first one's weights (--init)
+    first = tmp_path / "text-diffusion-synth.safetensors"
+    again = train_patch_model(
+        "text-diffusion-synth", tmp_path / "again", model_kw=kw, steps=1, batch_size=4,
+        eval_n=0, quiet=True, ckpt_every=0, init=str(first), lr=0.0,
+    )  # fmt: skip
+    from semcom.models.zoo import load_model
+
+    a, b = load_model(str(first)), load_model(str(again.checkpoint))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    with pytest.raises(InputError, match="init"):
+        other = {**kw, "widths": [8, 16, 16]}
+        train_patch_model("text-diffusion-synth", tmp_path / "bad", model_kw=other, steps=1,
+                          batch_size=4, eval_n=0, quiet=True, init=str(first))  # fmt: skip
 
 
 def test_bleu_and_caption_attributes() -> None:

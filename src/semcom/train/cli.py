@@ -153,7 +153,8 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         "(e.g. blocks.16,head,classifier for mobilenet-v2); empty: all",
     )
     v = p.add_argument_group(
-        "GOS-VAE and Balle codecs (gos-vae-synth, balle-synth; --init: fine-tune a trained codec)"
+        "GOS-VAE and Balle codecs (gos-vae-synth, balle-synth; --init: fine-tune a trained codec;"
+        " also text-diffusion-synth / captioner-synth: continue from a trained model)"
     )
     v.add_argument(
         "--segmenter",
@@ -300,6 +301,8 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
             )
         if args.model == "vqvae-synth":
             extra = dict(crop=args.crop)
+        if args.model in ("text-diffusion-synth", "captioner-synth"):
+            extra = dict(init=args.init)
         if args.model in ("gos-vae-synth", "balle-synth"):
             extra = dict(
                 crop=args.crop,

@@ -60,7 +60,7 @@ class CaptionerRecipe(CaptionRecipe):
         model = create_model(self.cfg["arch"], **kw)
         if not hasattr(model, "caption"):
             raise InputError(f"{self.name} trains a captioner, not {self.cfg['arch']!r}")
-        return model
+        return self.initial(model)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
         inputs, targets = teacher_forcing(batch.y)

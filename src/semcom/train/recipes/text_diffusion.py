@@ -65,7 +65,18 @@ class CaptionSource(SyntheticSource):
 
 class CaptionRecipe(PatchRecipe):
     """What the recipes on the world's image-caption pairs share: the synthetic world only,
-    batches from :class:`CaptionSource`."""
+    batches from :class:`CaptionSource`; ``init``: start from a trained model's weights
+    (same architecture and config: a longer or a second training)."""
+
+    def __init__(self, *, init: str | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.cfg["init"] = str(init or "")
+
+    def initial(self, model: nn.Module) -> nn.Module:
+        """``model`` with the ``init`` weights, when given."""
+        from semcom.train.patch import init_from
+
+        return init_from(model, self.cfg["init"]) if self.cfg["init"] else model
 
     def check(self) -> None:
         super().check()
@@ -115,7 +126,7 @@ class TextDiffusionRecipe(CaptionRecipe):
         model = create_model(self.cfg["arch"], **kw)
         if not hasattr(model, "generate"):
             raise InputError(f"{self.name} trains a text-diffusion model, not {self.cfg['arch']!r}")
-        return model
+        return self.initial(model)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch) -> Tensor:
         g = torch.Generator().manual_seed(batch.seed * 1009 + int(batch.rows[0]))
