@@ -232,6 +232,27 @@ def test_the_generator_recipe_trains_on_captions_and_scores_semantic_success(
 
     a, b = load_model(str(first)), load_model(str(again.checkpoint))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    # --ema: the final weights are the running average, not the last step's
+    runs = [
+        train_patch_model(
+            "text-diffusion-synth",
+            tmp_path / f"ema{d}",
+            model_kw=kw,
+            steps=3,
+            batch_size=4,
+            eval_n=0,
+            quiet=True,
+            ckpt_every=0,
+            init=str(first),
+            ema=d,
+        )  # fmt: skip
+        for d in (0.0, 0.5)
+    ]
+    plain, avg = (load_model(str(r.checkpoint)) for r in runs)
+    pairs = zip(plain.parameters(), avg.parameters(), strict=True)
+    assert not all(torch.equal(p, q) for p, q in pairs)
+    with pytest.raises(InputError, match="ema"):
+        train_patch_model("text-diffusion-synth", tmp_path / "x", model_kw=kw, steps=1, ema=1.0)
     with pytest.raises(InputError, match="init"):
         other = {**kw, "widths": [8, 16, 16]}
         train_patch_model("text-diffusion-synth", tmp_path / "bad", model_kw=other, steps=1,

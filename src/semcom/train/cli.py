@@ -206,8 +206,16 @@ def build_parser(prog: str = "python -m semcom.train") -> argparse.ArgumentParse
         "--init",
         default=None,
         metavar="CKPT",
-        help="server-synth, gos-vae-synth, balle-synth: start from this checkpoint's weights (same "
-        "architecture and config)",
+        help="server-synth, gos-vae-synth, balle-synth, text-diffusion-synth, captioner-synth: "
+        "start from this checkpoint's weights (same architecture and config)",
+    )
+    s.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="text-diffusion-synth: the final checkpoint holds the exponential moving "
+        "average of the weights with this decay (0: off, e.g. 0.999)",
     )
     d = p.add_argument_group("distillation (vit-distill, server-synth)")
     d.add_argument(
@@ -303,6 +311,8 @@ def _train(args: argparse.Namespace, model_kw: dict) -> Any:
             extra = dict(crop=args.crop)
         if args.model in ("text-diffusion-synth", "captioner-synth"):
             extra = dict(init=args.init)
+        if args.model == "text-diffusion-synth":
+            extra["ema"] = args.ema
         if args.model in ("gos-vae-synth", "balle-synth"):
             extra = dict(
                 crop=args.crop,

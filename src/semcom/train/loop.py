@@ -273,6 +273,7 @@ def _run(
                 nn.utils.clip_grad_norm_(model.parameters(), run["grad_clip"])
             opt.step()
             sched.step()
+            recipe.after_step(model, step + 1)
             losses.append(float(loss.detach()))
             progress.update(step + 1, losses[-1], sched.get_last_lr()[0])
             done = step + 1

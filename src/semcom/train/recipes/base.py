@@ -133,6 +133,10 @@ class Recipe:
         forward pass); ``model`` is the module itself (for its attributes)."""
         raise NotImplementedError
 
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """After each optimiser step (``step``: the steps done): what a recipe tracks of
+        the weights (e.g. their exponential moving average). Default: nothing."""
+
     def finish(self, model: nn.Module, run: dict[str, Any]) -> None:
         """Once the last step is done, before the final checkpoint and evaluation: what a
         recipe computes from the trained model and stores in it (a VQ-VAE's entropy-coding

@@ -108,16 +108,45 @@ class TextDiffusionRecipe(CaptionRecipe):
     weights: ClassVar[tuple[str, ...]] = ()
     depends: ClassVar[dict[str, str]] = {"judge": "shape-classifier"}
 
-    def __init__(self, *, eval_steps: int = 10, eval_guidance: float = 3.0, **kw: Any) -> None:
+    def __init__(
+        self, *, eval_steps: int = 10, eval_guidance: float = 3.0, ema: float = 0.0, **kw: Any
+    ) -> None:
         super().__init__(**kw)
         self.cfg["eval_steps"] = eval_steps
         self.cfg["eval_guidance"] = eval_guidance
+        self.cfg["ema"] = float(ema)
+        self._ema: dict[str, Tensor] | None = None
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """The weights' exponential moving average (``ema`` > 0: its decay), which the
+        final checkpoint holds (diffusion samples are much better from the average than
+        from the last noisy step). It starts from the weights of this process's first
+        step, so a resumed run restarts the average there."""
+        d = self.cfg["ema"]
+        if d <= 0:
+            return
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            if self._ema is None:
+                self._ema = {k: p.detach().clone() for k, p in params.items()}
+            else:
+                for k, p in params.items():
+                    self._ema[k].lerp_(p.detach(), 1.0 - d)
+
+    def finish(self, model: nn.Module, run: dict[str, Any]) -> None:
+        super().finish(model, run)
+        if self._ema is not None:
+            with torch.no_grad():
+                for k, p in model.named_parameters():
+                    p.copy_(self._ema[k])
 
     def check(self) -> None:
         super().check()
         n = self.cfg["eval_steps"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"eval_steps must be an int >= 1, got {n!r}")
+        if not 0.0 <= self.cfg["ema"] < 1.0:
+            raise InputError(f"--ema must be a decay in [0, 1), got {self.cfg['ema']}")
 
     def build(self) -> nn.Module:
         from semcom.text.words import synthetic_vocabulary
