@@ -226,12 +226,13 @@ def test_the_generator_recipe_trains_on_captions_and_scores_semantic_success(
     first = tmp_path / "text-diffusion-synth.safetensors"
     again = train_patch_model(
         "text-diffusion-synth", tmp_path / "again", model_kw=kw, steps=1, batch_size=4,
-        eval_n=0, quiet=True, ckpt_every=0, init=str(first), lr=0.0,
+        eval_n=0, quiet=True, ckpt_every=0, init=str(first), lr=1e-9,
     )  # fmt: skip
     from semcom.models.zoo import load_model
 
     a, b = load_model(str(first)), load_model(str(again.checkpoint))
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    close = zip(a.parameters(), b.parameters(), strict=True)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in close)
     # --ema: the final weights are the running average, not the last step's
     runs = [
         train_patch_model(
