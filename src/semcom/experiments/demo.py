@@ -42,6 +42,11 @@ DEMO_SKIP: tuple[str, ...] = ()
 # attention-guided scheme with its most byte-efficient pixel coding (2-bit quantisation).
 DEMO_EXTRA: tuple[str, ...] = ("patch-mean[pixels=q2]",)
 
+# Registered schemes the demo runs with other settings: the progressive text scheme at
+# 5 words and the whole caption (every rate costs one generation per session, about
+# 0.1 s a 32x32 image on a core; its own experiment is `semcom.experiments.progressive`).
+DEMO_OPTIONS: dict[str, str] = {"text": "rates=5/32,label=text"}
+
 
 def patch_figure(schemes: Sequence[str], images: torch.Tensor, path: Path) -> Path | None:
     """:func:`~semcom.experiments.samples.attention_figure` for the first attention-ranked
@@ -78,8 +83,9 @@ def run_demo(
 
     evalset = synthetic_evalset(n_images, seed=seed)
     judges = default_judges()
-    schemes = [s for s in available_schemes() if s not in DEMO_SKIP]
-    schemes += [s for s in DEMO_EXTRA if s.split("[", 1)[0] in schemes]
+    names = [s for s in available_schemes() if s not in DEMO_SKIP]
+    schemes = [f"{s}[{DEMO_OPTIONS[s]}]" if s in DEMO_OPTIONS else s for s in names]
+    schemes += [s for s in DEMO_EXTRA if s.split("[", 1)[0] in names]
     config = SweepConfig(schemes=schemes, channels=list(channels), seed=seed)
     records = run_sweep(config, evalset, judges, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
