@@ -87,7 +87,10 @@ class LearnedCodecScheme(Scheme):
         if is_checkpoint_path(self._spec):
             return None if Path(self._spec).is_file() else f"no checkpoint file {self._spec}"
         if self._spec not in list_zoo():
-            return f"no zoo weights for {self._spec}"
+            return (
+                f"no zoo weights for {self._spec}: give model=CKPT (a checkpoint of "
+                f"`semcom train --model {self._spec}`)"
+            )
         return None
 
     def _prepare(self, model: nn.Module) -> nn.Module:
