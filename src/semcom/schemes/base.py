@@ -256,8 +256,9 @@ def settle_all(scheme: Scheme, receivers: Sequence[Receiver]) -> None:
 
 def final_answer(receiver: Receiver, tx: Transmission) -> Decoded | None:
     """A session's answer: the receiver's latest, else (nothing sent, or nothing usable
-    arrived) the sender's own ``tx.local``, else None."""
-    return receiver.latest if receiver.latest is not None else tx.local
+    arrived) the sender's own ``tx.local``, else None. A deferred answer (``lazy``) is
+    completed here when :func:`settle_all` has not done it."""
+    return receiver.result() if receiver.latest is not None else tx.local
 
 
 def scheme_options(cls: type) -> list[tuple[str, Any, str]]:
