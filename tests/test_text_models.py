@@ -123,6 +123,19 @@ def test_diffusion_trains_and_generates_deterministically() -> None:
             m.generate(ids, pos, **kw)  # type: ignore[arg-type]
     with pytest.raises(InputError):
         create_model("text-diffusion", **{**TINY, "widths": (8, 12, 16)})
+    with pytest.raises(InputError, match="prediction"):
+        create_model("text-diffusion", **{**TINY, "prediction": "x0"})
+
+
+@pytest.mark.parametrize("prediction", ["v", "eps"])
+def test_the_network_output_splits_into_the_noise_and_the_image(prediction: str) -> None:
+    m = create_model("text-diffusion", **{**TINY, "prediction": prediction})
+    x0, eps = torch.rand(2, 3, 8, 8) * 2 - 1, torch.randn(2, 3, 8, 8)
+    abar = torch.tensor([0.9, 0.05]).view(-1, 1, 1, 1)
+    xt = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    out = abar.sqrt() * eps - (1 - abar).sqrt() * x0 if prediction == "v" else eps
+    e, x = m.split(xt, out, abar)
+    assert torch.allclose(e, eps, atol=1e-5) and torch.allclose(x, x0, atol=1e-4)
 
 
 def test_word_attention_pools_tokens_into_words_and_drops_specials() -> None:

@@ -6,16 +6,19 @@ far (ids and their caption positions); a small U-Net predicts the noise of a noi
 image, conditioned on the diffusion time (sinusoidal embedding) and, through
 cross-attention at its two coarser resolutions, on the encoder's outputs.
 
-* **Training** (:meth:`TextDiffusion.loss`): DDPM's noise-prediction MSE over ``T``
-  steps of a cosine schedule (Nichol & Dhariwal). Each caption keeps a random subset of
+* **Training** (:meth:`TextDiffusion.loss`): DDPM over ``T`` steps of a cosine schedule
+  (Nichol & Dhariwal), the network predicting ``v = sqrt(abar) eps - sqrt(1 - abar) x0``
+  (Salimans & Ho; ``prediction="v"``, the default: at high noise the target is the image
+  itself, so the caption's content is learnt early) or the noise (``"eps"``), its MSE
+  min-SNR weighted (Hang et al.). Each caption keeps a random subset of
   its words (each word kept with a probability drawn uniformly per caption; *word
   dropout*), at their caption positions, so any subset yields an image; with
   probability ``p_uncond`` the caption is dropped altogether (the empty caption is the
   unconditional model that classifier-free guidance needs).
 * **Sampling** (:meth:`TextDiffusion.generate`): deterministic DDIM (eta = 0) over
-  ``steps`` evenly spaced times, with classifier-free guidance ``eps = eps_u + w (eps_c -
-  eps_u)``. The starting noise of each image comes from its own ``seed`` (a CPU
-  generator), so an image depends only on its words and seed, not on the batch it is
+  ``steps`` evenly spaced times, with classifier-free guidance ``out = out_u + w (out_c -
+  out_u)`` on the network's outputs. The starting noise of each image comes from its own
+  ``seed`` (a CPU generator), so an image depends only on its words and seed, not on the batch it is
   generated in: the transmitter's simulation equals the receiver's image.
 
 Shapes: images float32 ``(B, 3, S, S)`` in ``[0, 1]`` (the model works in ``[-1, 1]``),
@@ -118,8 +121,10 @@ class TextDiffusion(nn.Module):
         text_dim / text_depth / text_heads: the text encoder's width, layers, heads.
         timesteps: ``T`` of the diffusion.
         p_uncond: probability of training on the empty caption (for guidance).
-        min_snr: the loss weighs each image's noise error by ``min(SNR, min_snr) / SNR``
-            (Hang et al.'s min-SNR weighting, which converges faster; 0: plain DDPM).
+        min_snr: the loss weighs each image's error by ``min(SNR, min_snr) / SNR``
+            (``eps``) or ``min(SNR, min_snr) / (SNR + 1)`` (``v``): Hang et al.'s min-SNR
+            weighting, which converges faster (0: unweighted).
+        prediction: what the network predicts, ``"v"`` or ``"eps"`` (the noise).
     """
 
     task = "generate"
@@ -136,6 +141,7 @@ class TextDiffusion(nn.Module):
         timesteps: int = 1000,
         p_uncond: float = 0.1,
         min_snr: float = 5.0,
+        prediction: str = "v",
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -149,6 +155,9 @@ class TextDiffusion(nn.Module):
             raise InputError("text-diffusion: timesteps >= 2, p_uncond in [0, 1) and min_snr >= 0")
         self.image_size, self.timesteps, self.p_uncond = int(image_size), int(timesteps), p_uncond
         self.min_snr = float(min_snr)
+        if prediction not in ("v", "eps"):
+            raise InputError(f"text-diffusion: prediction must be 'v' or 'eps', got {prediction!r}")
+        self.prediction = prediction
         self.text = TextEncoder(vocab_size, text_dim, text_heads, text_depth, max_positions)
         tdim = 4 * widths[0]
         self.tdim0 = widths[0]
@@ -199,9 +208,17 @@ class TextDiffusion(nn.Module):
             pad[empty, 0] = False
         return hidden, pad
 
+    def split(self, x: Tensor, out: Tensor, abar: Tensor) -> tuple[Tensor, Tensor]:
+        """``(eps, x0)`` of noisy images ``x`` from the network's output ``out`` at signal
+        fraction ``abar`` (a scalar or ``(B, 1, 1, 1)``), for either ``prediction``."""
+        a, b = abar.sqrt(), (1 - abar).sqrt()
+        if self.prediction == "v":
+            return b * x + a * out, a * x - b * out
+        return out, (x - b * out) / a
+
     def eps(self, x: Tensor, t: Tensor, text: Tensor, pad: Tensor) -> Tensor:
-        """Predicted noise ``(B, 3, S, S)`` of noisy images ``x`` in ``[-1, 1]`` at
-        integer times ``t`` ``(B,)``."""
+        """The network's output ``(B, 3, S, S)`` (``v`` or the noise, as ``prediction``
+        says) for noisy images ``x`` in ``[-1, 1]`` at integer times ``t`` ``(B,)``."""
         temb = self.time(_timestep_embedding(t, self.tdim0))
         h = self.inp(x)
         skips = [h]
@@ -243,10 +260,12 @@ class TextDiffusion(nn.Module):
         abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         text, pad = self.encode_text(ids, positions)
-        err = (self.eps(xt, t, text, pad) - noise).pow(2).mean((1, 2, 3))
+        v = self.prediction == "v"
+        target = abar.sqrt() * noise - (1 - abar).sqrt() * x0 if v else noise
+        err = (self.eps(xt, t, text, pad) - target).pow(2).mean((1, 2, 3))
         if self.min_snr > 0:
             snr = abar.flatten() / (1 - abar.flatten()).clamp_min(1e-8)
-            err = err * snr.clamp(max=self.min_snr) / snr.clamp_min(1e-8)
+            err = err * snr.clamp(max=self.min_snr) / (snr + 1 if v else snr.clamp_min(1e-8))
         return err.mean()
 
     # ---------------------------------------------------------------- sampling
@@ -292,7 +311,7 @@ class TextDiffusion(nn.Module):
                 e_c, e_u = self.eps(torch.cat([x, x]), torch.cat([tt, tt]), text, mask).chunk(2)
                 e = e_u + guidance * (e_c - e_u)
             abar = self.alphas_cumprod[t]
-            x0 = ((x - (1 - abar).sqrt() * e) / abar.sqrt()).clamp(-1, 1)
+            x0 = self.split(x, e, abar)[1].clamp(-1, 1)
             nxt = times[k + 1].item() if k + 1 < len(times) else None
             abar_n = self.alphas_cumprod[nxt] if nxt is not None else torch.tensor(1.0)
             e = (x - abar.sqrt() * x0) / (1 - abar).sqrt()  # eps consistent with the clamp
