@@ -9,8 +9,8 @@ cross-attention at its two coarser resolutions, on the encoder's outputs.
 * **Training** (:meth:`TextDiffusion.loss`): DDPM over ``T`` steps of a cosine schedule
   (Nichol & Dhariwal), the network predicting ``v = sqrt(abar) eps - sqrt(1 - abar) x0``
   (Salimans & Ho; ``prediction="v"``, the default: at high noise the target is the image
-  itself, so the caption's content is learnt early) or the noise (``"eps"``), its MSE
-  min-SNR weighted (Hang et al.). Each caption keeps a random subset of
+  itself, so the caption's content is learnt early) or the noise (``"eps"``); its MSE
+  optionally min-SNR weighted (Hang et al.). Each caption keeps a random subset of
   its words (each word kept with a probability drawn uniformly per caption; *word
   dropout*), at their caption positions, so any subset yields an image; with
   probability ``p_uncond`` the caption is dropped altogether (the empty caption is the
@@ -121,9 +121,12 @@ class TextDiffusion(nn.Module):
         text_dim / text_depth / text_heads: the text encoder's width, layers, heads.
         timesteps: ``T`` of the diffusion.
         p_uncond: probability of training on the empty caption (for guidance).
-        min_snr: the loss weighs each image's error by ``min(SNR, min_snr) / SNR``
-            (``eps``) or ``min(SNR, min_snr) / (SNR + 1)`` (``v``): Hang et al.'s min-SNR
-            weighting, which converges faster (0: unweighted).
+        min_snr: > 0: the loss weighs each image's error by ``min(SNR, min_snr) / SNR``
+            (``eps``) or ``min(SNR, min_snr) / (SNR + 1)`` (``v``), Hang et al.'s min-SNR
+            weighting. 0 (the default): unweighted. For ``v`` that weighs the image error
+            by ``SNR + 1``, so the high-noise steps, where the layout is decided, count
+            as much as the others (the noise loss weighs them by ``SNR``, nearly 0); a
+            min-SNR weighting would take that back.
         prediction: what the network predicts, ``"v"`` or ``"eps"`` (the noise).
     """
 
@@ -140,7 +143,7 @@ class TextDiffusion(nn.Module):
         max_positions: int = 66,
         timesteps: int = 1000,
         p_uncond: float = 0.1,
-        min_snr: float = 5.0,
+        min_snr: float = 0.0,
         prediction: str = "v",
     ) -> None:
         super().__init__()
